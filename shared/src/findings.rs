@@ -463,7 +463,10 @@ fn hardware_rules(snapshot: &Snapshot, out: &mut Vec<Finding>) {
             out.push(finding(
                 "battery.health_low",
                 Severity::Warning,
-                format!("Battery {} holds only {health:.0}% of its design capacity", battery.name),
+                format!(
+                    "Battery {} holds only {health:.0}% of its design capacity",
+                    battery.name
+                ),
                 format!(
                     "health {health:.0}%, {} charge cycles; consider replacing it",
                     battery
@@ -480,7 +483,9 @@ fn hardware_rules(snapshot: &Snapshot, out: &mut Vec<Finding>) {
         let near_critical = sensor
             .critical_celsius
             .is_some_and(|crit| crit > 0.0 && now >= crit - TEMPERATURE_MARGIN_C);
-        let over_max = sensor.max_celsius.is_some_and(|max| max > 0.0 && now >= max);
+        let over_max = sensor
+            .max_celsius
+            .is_some_and(|max| max > 0.0 && now >= max);
         if near_critical || over_max {
             let limit = sensor
                 .critical_celsius
@@ -551,7 +556,10 @@ mod tests {
         assert_eq!(found[0].severity, Severity::Critical);
         assert_eq!(found[1].fingerprint(), "disk.full:/home");
         assert_eq!(found[1].severity, Severity::Warning);
-        assert_eq!(found[0].suggested_action.as_deref(), Some("clean-package-cache"));
+        assert_eq!(
+            found[0].suggested_action.as_deref(),
+            Some("clean-package-cache")
+        );
     }
 
     #[test]
@@ -662,7 +670,14 @@ mod tests {
         assert_eq!(found[0].fingerprint(), "service.failed:cups.service");
         assert_eq!(found[0].suggested_action.as_deref(), Some("restart-unit"));
 
-        s.services.as_mut().unwrap().data.as_mut().unwrap().failed_units.clear();
+        s.services
+            .as_mut()
+            .unwrap()
+            .data
+            .as_mut()
+            .unwrap()
+            .failed_units
+            .clear();
         assert!(ids(&s).is_empty());
     }
 
@@ -715,12 +730,33 @@ mod tests {
         assert!(ids(&with_network(vec![true], 1)).is_empty());
     }
 
+    #[test]
+    fn unreachable_collector_fires_only_when_checked_and_failing() {
+        let mut s = with_network(vec![true], 1);
+        assert!(ids(&s).is_empty(), "not enrolled: no check, no finding");
+        let net = s.network.as_mut().unwrap().data.as_mut().unwrap();
+        net.collector_check = Some(Check {
+            target: "connect collector.corp:8443".into(),
+            ok: false,
+            detail: "connection refused".into(),
+            elapsed_ms: 1,
+        });
+        assert_eq!(ids(&s), ["network.collector_unreachable"]);
+        let net = s.network.as_mut().unwrap().data.as_mut().unwrap();
+        net.collector_check.as_mut().unwrap().ok = true;
+        assert!(ids(&s).is_empty());
+    }
+
     fn with_software(reboot: bool, pending: Option<u32>, security: Option<u32>) -> Snapshot {
         let mut s = snap();
         s.software = Some(Section::ok(
             Software {
                 reboot_required: reboot,
-                reboot_required_by: if reboot { vec!["linux-image".into()] } else { vec![] },
+                reboot_required_by: if reboot {
+                    vec!["linux-image".into()]
+                } else {
+                    vec![]
+                },
                 pending_updates: pending,
                 pending_security_updates: security,
                 ..Software::default()

@@ -195,24 +195,46 @@ impl Snapshot {
 
     /// Errors of every collected section, as `(section, message)` pairs.
     pub fn section_errors(&self) -> Vec<(SectionName, &str)> {
-        let mut out = Vec::new();
-        let mut push = |name: SectionName, errors: Option<&Vec<String>>| {
-            for e in errors.into_iter().flatten() {
-                out.push((name, e.as_str()));
-            }
-        };
-        push(SectionName::System, self.system.as_ref().map(|s| &s.errors));
-        push(SectionName::Cpu, self.cpu.as_ref().map(|s| &s.errors));
-        push(SectionName::Memory, self.memory.as_ref().map(|s| &s.errors));
-        push(SectionName::Storage, self.storage.as_ref().map(|s| &s.errors));
-        push(SectionName::Network, self.network.as_ref().map(|s| &s.errors));
-        push(SectionName::Processes, self.processes.as_ref().map(|s| &s.errors));
-        push(SectionName::Services, self.services.as_ref().map(|s| &s.errors));
-        push(SectionName::Software, self.software.as_ref().map(|s| &s.errors));
-        push(SectionName::Logs, self.logs.as_ref().map(|s| &s.errors));
-        push(SectionName::Hardware, self.hardware.as_ref().map(|s| &s.errors));
-        push(SectionName::User, self.user.as_ref().map(|s| &s.errors));
-        out
+        let lists: [(SectionName, Option<&Vec<String>>); 11] = [
+            (SectionName::System, self.system.as_ref().map(|s| &s.errors)),
+            (SectionName::Cpu, self.cpu.as_ref().map(|s| &s.errors)),
+            (SectionName::Memory, self.memory.as_ref().map(|s| &s.errors)),
+            (
+                SectionName::Storage,
+                self.storage.as_ref().map(|s| &s.errors),
+            ),
+            (
+                SectionName::Network,
+                self.network.as_ref().map(|s| &s.errors),
+            ),
+            (
+                SectionName::Processes,
+                self.processes.as_ref().map(|s| &s.errors),
+            ),
+            (
+                SectionName::Services,
+                self.services.as_ref().map(|s| &s.errors),
+            ),
+            (
+                SectionName::Software,
+                self.software.as_ref().map(|s| &s.errors),
+            ),
+            (SectionName::Logs, self.logs.as_ref().map(|s| &s.errors)),
+            (
+                SectionName::Hardware,
+                self.hardware.as_ref().map(|s| &s.errors),
+            ),
+            (SectionName::User, self.user.as_ref().map(|s| &s.errors)),
+        ];
+        lists
+            .into_iter()
+            .flat_map(|(name, errors)| {
+                errors
+                    .into_iter()
+                    .flatten()
+                    .map(move |e| (name, e.as_str()))
+            })
+            .collect()
     }
 }
 
