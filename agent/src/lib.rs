@@ -1,1 +1,9 @@
-//! x
+//! The Lifeline agent: collects diagnostics, files tickets, spools offline, runs approved actions.
+//!
+//! The binary (`main.rs`) is glue over these modules. Only [`exec::runner`] starts processes.
+
+pub mod anonymize;
+pub mod collect;
+pub mod exec;
+pub mod redact;
+pub mod render;

@@ -1,6 +1,6 @@
-//! `lifeline-collector`: the help-desk server and the technician/admin client.
+//! `lifeline-collector`: the help-desk server and the technician/admin client (being built).
 
-fn main() {
-    eprintln!("lifeline-collector: not built yet");
-    std::process::exit(2);
+fn main() -> std::process::ExitCode {
+    eprintln!("lifeline-collector: the collector is not part of this build yet");
+    std::process::ExitCode::FAILURE
 }
