@@ -1,1 +1,16 @@
-fn main(){}
+//! End-to-end tests: the real binaries, run as a user would run them.
+//!
+//! One test binary with a module per scenario keeps link time down. The binaries are built by
+//! `cargo build` before the tests run (see README.md); `binaries` finds them.
+
+// Tests start the real binaries, and a failed step should stop the test loudly: the production
+// bans on spawning processes and on unwrap/expect/panic do not apply here.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+mod binaries;
+mod snapshot;
