@@ -7,3 +7,4 @@ pub mod collect;
 pub mod exec;
 pub mod redact;
 pub mod render;
+pub mod spool;
