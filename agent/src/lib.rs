@@ -8,3 +8,4 @@ pub mod exec;
 pub mod redact;
 pub mod render;
 pub mod spool;
+pub mod vitals;

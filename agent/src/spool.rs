@@ -31,6 +31,9 @@ use lifeline_shared::v1::snapshot::Snapshot;
 /// Default byte bound of the spool directory's tickets.
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 const QUARANTINE: &str = "quarantine";
+const DELIVERED: &str = "delivered.log";
+/// How many deliveries are remembered for `spool list` and the help window.
+pub const DELIVERED_KEPT: usize = 50;
 const EXTENSION: &str = "json";
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +153,15 @@ impl<T> Entry<T> {
     pub fn reference(&self) -> String {
         self.key.reference()
     }
+}
+
+/// A ticket the collector acknowledged: its reference and the collector's number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    pub reference: String,
+    pub number: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub delivered_at: OffsetDateTime,
 }
 
 /// Something the spool did that the user should hear about.
@@ -288,6 +300,41 @@ impl Spool {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(io(&path)(e)),
         }
+    }
+
+    /// Remembers that `reference` became ticket `number` (newest last, bounded).
+    pub fn record_delivered(
+        &self,
+        reference: &str,
+        number: u64,
+        now: OffsetDateTime,
+    ) -> Result<(), SpoolError> {
+        let mut log = self.delivered();
+        log.retain(|d| d.reference != reference);
+        log.push(Delivered {
+            reference: reference.to_owned(),
+            number,
+            delivered_at: now,
+        });
+        let excess = log.len().saturating_sub(DELIVERED_KEPT);
+        log.drain(..excess);
+        let bytes = serde_json::to_vec(&log).map_err(|source| SpoolError::Encode {
+            key: reference.to_owned(),
+            source,
+        })?;
+        let tmp = self.dir.join(".delivered.tmp");
+        let path = self.dir.join(DELIVERED);
+        fs::write(&tmp, bytes).map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    /// Recent deliveries, oldest first. An unreadable log is treated as empty: it is a
+    /// convenience, the tickets themselves are at the collector.
+    pub fn delivered(&self) -> Vec<Delivered> {
+        fs::read(self.dir.join(DELIVERED))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
     }
 
     /// Every queued ticket, oldest first, plus notices for files moved to quarantine.
@@ -500,6 +547,20 @@ mod tests {
         assert_eq!(entries.len(), 4, "no ticket text was dropped");
         assert!(entries[0].snapshot_trimmed && entries[0].snapshot.is_none());
         assert!(entries[1].snapshot.is_some());
+    }
+
+    #[test]
+    fn deliveries_are_remembered_newest_last_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        for n in 0..(DELIVERED_KEPT as u64 + 5) {
+            spool.record_delivered(&format!("LL-{n}"), n, T0).unwrap();
+        }
+        let log = spool.delivered();
+        assert_eq!(log.len(), DELIVERED_KEPT);
+        assert_eq!(log.last().unwrap().number, DELIVERED_KEPT as u64 + 4);
+        // The log is not a queued ticket.
+        assert!(spool.load::<String>().unwrap().0.is_empty());
     }
 
     #[test]

@@ -1,3 +1,6 @@
 //! Version 1 of the wire format.
 
+pub mod catalog;
 pub mod snapshot;
+pub mod vitals;
+pub mod work;
