@@ -4,8 +4,12 @@
 
 pub mod anonymize;
 pub mod collect;
+pub mod config;
+pub mod enroll;
 pub mod exec;
 pub mod redact;
 pub mod render;
+pub mod report;
 pub mod spool;
+pub mod transport;
 pub mod vitals;

@@ -24,6 +24,10 @@ struct Cli {
 enum Command {
     /// Take a diagnostics snapshot of this machine and print it (works offline).
     Snapshot(SnapshotArgs),
+    /// Enroll this machine with a collector (generates the key pair here).
+    Enroll(lifeline_agent::enroll::EnrollArgs),
+    /// File a ticket with a fresh snapshot and print its number.
+    Report(lifeline_agent::report::ReportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -47,9 +51,13 @@ struct SnapshotArgs {
 }
 
 fn main() -> ExitCode {
+    // The one TLS crypto provider for the process, before anything touches TLS.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Snapshot(args) => snapshot(args),
+        Command::Enroll(args) => lifeline_agent::enroll::run(&args).map_err(anyhow::Error::from),
+        Command::Report(args) => lifeline_agent::report::run(&args).map_err(anyhow::Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,203 @@
-//! `lifeline-collector`: the help-desk server and the technician/admin client (being built).
+//! `lifeline-collector`: the help-desk server (`serve`) and the technician/admin client.
 
-fn main() -> std::process::ExitCode {
-    eprintln!("lifeline-collector: the collector is not part of this build yet");
-    std::process::ExitCode::FAILURE
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use lifeline_collector::bootstrap::{self, BootstrapOptions, FIRST_ADMIN, LISTEN_ADDR_FILE};
+use lifeline_collector::cli::{self, ClientCommand, ConnectionArgs};
+use lifeline_collector::clock::{SharedClock, SystemClock};
+use lifeline_collector::http::enroll::EnrollmentMode;
+use lifeline_collector::{AppState, serve};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lifeline-collector",
+    version,
+    about = "Lifeline collector: help-desk server and technician client"
+)]
+struct Cli {
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the collector (HTTPS API)
+    Serve(ServeArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Where the database, CA and keys live
+    #[arg(long, default_value = "./lifeline-data")]
+    data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port; the bound address is written to
+    /// DATA_DIR/listen-addr)
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// Extra DNS name or IP address for the generated server certificate (repeatable)
+    #[arg(long = "san")]
+    sans: Vec<String>,
+    /// Use this certificate chain (PEM) instead of the generated one
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Also accept TLS 1.2 (for old load balancers); TLS 1.3 only by default
+    #[arg(long)]
+    allow_tls12: bool,
+    /// `approve` holds newly enrolled machines until an admin runs `machines approve`
+    #[arg(long, value_enum, default_value_t = EnrollmentMode::Open)]
+    enrollment: EnrollmentMode,
+}
+
+fn main() -> ExitCode {
+    // Before anything touches TLS: the one crypto provider for the whole process.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => run_server(args),
+        Command::Client(command) => {
+            init_tracing("warn");
+            cli::run(&cli.connection, &command).map_err(anyhow::Error::from)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            if is_broken_pipe(&error) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("lifeline-collector: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn init_tracing(default: &str) {
+    let filter =
+        EnvFilter::try_from_env("LIFELINE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn run_server(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing("info");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve_main(args))
+}
+
+async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let options = BootstrapOptions {
+        data_dir: args.data_dir.clone(),
+        extra_sans: args.sans.clone(),
+        operator_cert: args.tls_cert.clone().zip(args.tls_key.clone()),
+        allow_tls12: args.allow_tls12,
+    };
+    let prepared = bootstrap::prepare(&options, clock.as_ref())
+        .await
+        .with_context(|| format!("cannot prepare data directory {}", args.data_dir.display()))?;
+
+    let metrics = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("lifeline_http_request_duration_seconds".to_owned()),
+            &[
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        )
+        .context("cannot configure metrics")?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let active = prepared.store.count_active_machines().await?;
+    metrics::gauge!("lifeline_machines_active").set(active as f64);
+
+    let listen_file = args.data_dir.join(LISTEN_ADDR_FILE);
+    let _ = std::fs::remove_file(&listen_file);
+    let listener = std::net::TcpListener::bind(args.listen)
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    bootstrap::write_file(&listen_file, bound.to_string().as_bytes(), 0o644)?;
+    let url = format!("https://{bound}");
+    tracing::info!(%url, data_dir = %args.data_dir.display(), "collector listening");
+
+    if let Some(first) = &prepared.first_start {
+        let ca = if prepared.operator_cert {
+            "CA_THAT_SIGNED_YOUR_TLS_CERT.pem".to_owned()
+        } else {
+            std::fs::canonicalize(&prepared.ca_cert_path)
+                .unwrap_or_else(|_| prepared.ca_cert_path.clone())
+                .display()
+                .to_string()
+        };
+        println!(
+            "\nLifeline collector initialised in {dir}. These secrets are shown only once.\n\n\
+             Enroll an agent (on the workstation, with a copy of {ca}):\n  \
+             lifeline-agent enroll --server {url} --token {enroll} --ca {ca}\n\n\
+             Log in as the admin ({admin_name}) from this machine:\n  \
+             export LIFELINE_SERVER={url} LIFELINE_CA={ca} LIFELINE_TOKEN={admin}\n  \
+             lifeline-collector tickets list\n",
+            dir = args.data_dir.display(),
+            enroll = first.enrollment_token.expose(),
+            admin = first.admin_token.expose(),
+            admin_name = FIRST_ADMIN,
+        );
+    }
+
+    let state = AppState {
+        store: prepared.store,
+        ca: prepared.ca,
+        clock,
+        metrics: Some(metrics),
+        enrollment: args.enrollment,
+    };
+    serve(listener, prepared.tls, state, shutdown_signal())
+        .await
+        .context("server failed")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
 }

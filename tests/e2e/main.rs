@@ -13,4 +13,9 @@
 )]
 
 mod binaries;
+mod collector_bad_input;
+mod collector_flow;
+mod collector_roles;
+mod collector_tls;
+mod harness;
 mod snapshot;

@@ -1,5 +1,6 @@
 //! Version 1 of the wire format.
 
+pub mod api;
 pub mod catalog;
 pub mod snapshot;
 pub mod vitals;

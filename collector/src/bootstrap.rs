@@ -1,0 +1,313 @@
+//! First start and every start: the data directory, the database, the CA, the server
+//! certificate, and the first admin and enrollment tokens.
+//!
+//! Layout of the data directory (created 0700; private keys 0600):
+//! - `lifeline.db` (+ `-wal`, `-shm`): the SQLite database
+//! - `ca.pem`, `ca.key`: the private CA that signs the server and agent certificates
+//! - `server.pem`, `server.key`, `server.names`: the generated server certificate and its SANs
+//! - `listen-addr`: the address the running server bound (written after binding)
+//!
+//! Secrets are created once: a later start finds an admin in the database and prints nothing.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lifeline_shared::v1::api::Role;
+use rustls_pki_types::PrivateKeyDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::clock::Clock;
+use crate::pki::{CertificateAuthority, PkiError, certs_from_pem};
+use crate::secret::{RandomError, Secret, TokenHash, TokenKind, generate_token};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{Store, StoreError};
+use crate::tls::{TlsError, server_config};
+
+/// File names inside the data directory.
+pub const DATABASE_FILE: &str = "lifeline.db";
+pub const CA_CERT_FILE: &str = "ca.pem";
+pub const CA_KEY_FILE: &str = "ca.key";
+pub const SERVER_CERT_FILE: &str = "server.pem";
+pub const SERVER_KEY_FILE: &str = "server.key";
+pub const SERVER_NAMES_FILE: &str = "server.names";
+pub const LISTEN_ADDR_FILE: &str = "listen-addr";
+/// Name of the admin created on first start.
+pub const FIRST_ADMIN: &str = "admin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: no certificate or key found in it: {detail}")]
+    Pem { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    #[error("--tls-cert and --tls-key must be given together")]
+    HalfOperatorCert,
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BootstrapError + '_ {
+    move |source| BootstrapError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What `serve` was asked for, as far as the data directory is concerned.
+#[derive(Debug, Clone)]
+pub struct BootstrapOptions {
+    pub data_dir: PathBuf,
+    /// Extra names for the generated server certificate.
+    pub extra_sans: Vec<String>,
+    /// An operator's own certificate chain and key instead of the generated ones.
+    pub operator_cert: Option<(PathBuf, PathBuf)>,
+    pub allow_tls12: bool,
+}
+
+/// Secrets created on first start, to be shown once.
+#[derive(Debug)]
+pub struct FirstStart {
+    pub admin_token: Secret,
+    pub enrollment_token: Secret,
+}
+
+/// Everything `serve` needs, ready.
+#[derive(Debug)]
+pub struct Prepared {
+    pub store: Arc<dyn Store>,
+    pub ca: Arc<CertificateAuthority>,
+    pub tls: Arc<rustls::ServerConfig>,
+    /// `Some` only on the very first start.
+    pub first_start: Option<FirstStart>,
+    pub ca_cert_path: PathBuf,
+    /// True when the server certificate is the operator's (agents then pin the operator's CA).
+    pub operator_cert: bool,
+}
+
+/// Prepares the data directory, creating what is missing.
+pub async fn prepare(
+    options: &BootstrapOptions,
+    clock: &dyn Clock,
+) -> Result<Prepared, BootstrapError> {
+    let dir = &options.data_dir;
+    create_private_dir(dir)?;
+    let store = SqliteStore::open(&dir.join(DATABASE_FILE)).await?;
+    let now = clock.now();
+
+    let ca_cert_path = dir.join(CA_CERT_FILE);
+    let ca_key_path = dir.join(CA_KEY_FILE);
+    let ca = if ca_cert_path.exists() || ca_key_path.exists() {
+        let cert = read_string(&ca_cert_path)?;
+        let key = read_string(&ca_key_path)?;
+        CertificateAuthority::load(&cert, &key)?
+    } else {
+        let (ca, pair) = CertificateAuthority::generate(now)?;
+        write_file(&ca_key_path, pair.key_pem.as_bytes(), 0o600)?;
+        write_file(&ca_cert_path, pair.cert_pem.as_bytes(), 0o644)?;
+        tracing::info!(path = %ca_cert_path.display(), "created the collector CA");
+        ca
+    };
+    let client_ca = certs_from_pem(ca.cert_pem().as_bytes()).map_err(|e| BootstrapError::Pem {
+        path: ca_cert_path.clone(),
+        detail: e.to_string(),
+    })?;
+
+    let (cert_path, key_path, operator_cert) = match &options.operator_cert {
+        Some((cert, key)) => (cert.clone(), key.clone(), true),
+        None => {
+            let cert = dir.join(SERVER_CERT_FILE);
+            let key = dir.join(SERVER_KEY_FILE);
+            ensure_server_cert(dir, &ca, &options.extra_sans, &cert, &key, clock)?;
+            (cert, key, false)
+        }
+    };
+    let chain_pem = fs::read(&cert_path).map_err(io_error(&cert_path))?;
+    let chain = certs_from_pem(&chain_pem)
+        .ok()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| BootstrapError::Pem {
+            path: cert_path.clone(),
+            detail: "expected one or more PEM certificates".to_owned(),
+        })?;
+    let key_pem = fs::read(&key_path).map_err(io_error(&key_path))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| BootstrapError::Pem {
+        path: key_path.clone(),
+        detail: e.to_string(),
+    })?;
+    let tls = server_config(&client_ca, chain, key, options.allow_tls12)?;
+
+    let first_start = if store.has_admin().await? {
+        None
+    } else {
+        let admin_token = generate_token(TokenKind::User)?;
+        let enrollment_token = generate_token(TokenKind::Enrollment)?;
+        store
+            .add_enrollment_token(&TokenHash::of(&enrollment_token), None, None, now)
+            .await?;
+        store
+            .add_user(FIRST_ADMIN, Role::Admin, &TokenHash::of(&admin_token), now)
+            .await?;
+        Some(FirstStart {
+            admin_token,
+            enrollment_token,
+        })
+    };
+
+    Ok(Prepared {
+        store: Arc::new(store),
+        ca: Arc::new(ca),
+        tls,
+        first_start,
+        ca_cert_path,
+        operator_cert,
+    })
+}
+
+/// Names the generated server certificate covers: loopback, this host, and extras.
+pub fn server_names(extra: &[String]) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    if let Some(host) = host_name() {
+        names.push(host);
+    }
+    for name in extra {
+        let name = name.trim().to_owned();
+        if !name.is_empty() {
+            names.push(name);
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.to_ascii_lowercase()));
+    names
+}
+
+#[cfg(unix)]
+fn host_name() -> Option<String> {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_str().ok()?.trim().to_owned();
+    (!name.is_empty() && name != "localhost").then_some(name)
+}
+
+#[cfg(not(unix))]
+fn host_name() -> Option<String> {
+    None
+}
+
+/// Issues a server certificate unless one for the same names exists.
+fn ensure_server_cert(
+    dir: &Path,
+    ca: &CertificateAuthority,
+    extra: &[String],
+    cert_path: &Path,
+    key_path: &Path,
+    clock: &dyn Clock,
+) -> Result<(), BootstrapError> {
+    let names = server_names(extra);
+    let names_path = dir.join(SERVER_NAMES_FILE);
+    let wanted = names.join("\n");
+    let current = fs::read_to_string(&names_path).ok();
+    if cert_path.exists() && key_path.exists() && current.as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    let pair = ca.issue_server_cert(&names, clock.now())?;
+    write_file(key_path, pair.key_pem.as_bytes(), 0o600)?;
+    write_file(cert_path, pair.cert_pem.as_bytes(), 0o644)?;
+    write_file(&names_path, wanted.as_bytes(), 0o644)?;
+    tracing::info!(names = %names.join(", "), "issued the server certificate");
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), BootstrapError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_error(dir))
+    }
+    #[cfg(not(unix))]
+    {
+        fs::create_dir_all(dir).map_err(io_error(dir))
+    }
+}
+
+fn read_string(path: &Path) -> Result<String, BootstrapError> {
+    fs::read_to_string(path).map_err(io_error(path))
+}
+
+/// Writes a file atomically (temporary file, then rename) with the given Unix mode.
+pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), BootstrapError> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut file = options.open(&tmp).map_err(io_error(&tmp))?;
+    file.write_all(contents).map_err(io_error(&tmp))?;
+    file.sync_all().map_err(io_error(&tmp))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io_error(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SystemClock;
+
+    fn options(dir: &Path) -> BootstrapOptions {
+        BootstrapOptions {
+            data_dir: dir.join("data"),
+            extra_sans: vec!["collector.example".into()],
+            operator_cert: None,
+            allow_tls12: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn first_start_creates_secrets_once_and_keys_are_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = prepare(&options(tmp.path()), &SystemClock).await.unwrap();
+        assert!(first.first_start.is_some());
+        let ca_before = fs::read(tmp.path().join("data/ca.pem")).unwrap();
+        drop(first);
+        let second = prepare(&options(tmp.path()), &SystemClock).await.unwrap();
+        assert!(second.first_start.is_none());
+        assert_eq!(fs::read(tmp.path().join("data/ca.pem")).unwrap(), ca_before);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            for key in [CA_KEY_FILE, SERVER_KEY_FILE] {
+                let mode = fs::metadata(tmp.path().join("data").join(key))
+                    .unwrap()
+                    .permissions()
+                    .mode();
+                assert_eq!(mode & 0o777, 0o600, "{key}");
+            }
+        }
+        let names = fs::read_to_string(tmp.path().join("data").join(SERVER_NAMES_FILE)).unwrap();
+        assert!(names.contains("collector.example") && names.contains("::1"));
+    }
+}

@@ -1,0 +1,369 @@
+//! The technician/admin client: subcommands that talk to a running collector over HTTPS.
+//!
+//! Connection settings come from `--server/--token/--ca` or `LIFELINE_SERVER`, `LIFELINE_TOKEN`,
+//! `LIFELINE_CA`. Output is a table or page for people, or the API's JSON with `--json`.
+
+pub mod client;
+pub mod output;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use lifeline_shared::v1::api::{
+    EnrollmentTokenCreated, MachineDetail, MachineSummary, NewComment, NewEnrollmentToken, NewUser,
+    Priority, Role, TicketDetail, TicketFilter, TicketStatus, TicketSummary, TicketUpdate, Tier,
+    UserCreated, UserSummary, paths,
+};
+use serde::Serialize;
+
+use crate::secret::Secret;
+use client::{ApiClient, ClientError, Connection};
+
+/// Connection settings shared by all client subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// Collector URL, e.g. https://127.0.0.1:8443
+    #[arg(long, env = "LIFELINE_SERVER", global = true)]
+    pub server: Option<String>,
+    /// Your technician or admin token
+    #[arg(long, env = "LIFELINE_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<Secret>,
+    /// The collector's CA certificate (ca.pem in its data directory)
+    #[arg(long, env = "LIFELINE_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// Print the API's JSON instead of a table
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClientCommand {
+    /// The ticket queue
+    #[command(subcommand)]
+    Tickets(TicketsCommand),
+    /// Enrolled machines
+    #[command(subcommand)]
+    Machines(MachinesCommand),
+    /// Technician and admin accounts (admin)
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Tokens that let machines enroll (admin)
+    #[command(subcommand, name = "enrollment-tokens")]
+    EnrollmentTokens(EnrollmentTokensCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TicketsCommand {
+    /// List tickets, newest first
+    List {
+        #[arg(long)]
+        status: Option<TicketStatus>,
+        /// Machine id or host name
+        #[arg(long)]
+        machine: Option<String>,
+    },
+    /// Show one ticket: description, findings, comments, then the snapshot sections
+    Show { number: u64 },
+    /// Change status, priority, tier or assignee
+    Update {
+        number: u64,
+        #[arg(long)]
+        status: Option<TicketStatus>,
+        #[arg(long)]
+        priority: Option<Priority>,
+        #[arg(long)]
+        tier: Option<Tier>,
+        /// User name to assign to; "" unassigns
+        #[arg(long)]
+        assign: Option<String>,
+    },
+    /// Add a comment
+    Comment { number: u64, text: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum MachinesCommand {
+    /// List enrolled machines
+    List,
+    /// Show a machine (id or host name) and its tickets
+    Show { machine: String },
+    /// Revoke a machine: its certificate is refused from now on (admin)
+    Revoke { machine: String },
+    /// Let a machine that enrolled under `--enrollment approve` file tickets (admin)
+    Approve { machine: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user and print their token (shown once)
+    Add {
+        name: String,
+        #[arg(long)]
+        role: Role,
+    },
+    /// List users
+    List,
+    /// Revoke a user's token
+    Revoke { name: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum EnrollmentTokensCommand {
+    /// Create an enrollment token (shown once)
+    Create {
+        /// Seconds until the token expires
+        #[arg(long)]
+        expires_in: Option<u64>,
+        /// How many machines may enroll with it
+        #[arg(long)]
+        max_uses: Option<u32>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("missing {flag} (or {env})")]
+    Missing {
+        flag: &'static str,
+        env: &'static str,
+    },
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+    #[error("cannot encode output: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl ConnectionArgs {
+    fn connection(&self) -> Result<Connection, CliError> {
+        Ok(Connection {
+            server: self.server.clone().ok_or(CliError::Missing {
+                flag: "--server",
+                env: "LIFELINE_SERVER",
+            })?,
+            token: self.token.clone().ok_or(CliError::Missing {
+                flag: "--token",
+                env: "LIFELINE_TOKEN",
+            })?,
+            ca: self.ca.clone().ok_or(CliError::Missing {
+                flag: "--ca",
+                env: "LIFELINE_CA",
+            })?,
+        })
+    }
+}
+
+/// Percent-encodes a path segment or query value.
+fn encode(value: &str) -> String {
+    let mut out = String::new();
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+struct Printer {
+    json: bool,
+}
+
+impl Printer {
+    fn show<T: Serialize>(
+        &self,
+        value: &T,
+        human: impl FnOnce(&T) -> String,
+    ) -> Result<(), CliError> {
+        let mut stdout = std::io::stdout().lock();
+        if self.json {
+            serde_json::to_writer_pretty(&mut stdout, value)?;
+            writeln!(stdout)?;
+        } else {
+            writeln!(stdout, "{}", human(value))?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs one client subcommand.
+pub fn run(args: &ConnectionArgs, command: &ClientCommand) -> Result<(), CliError> {
+    let client = ApiClient::new(&args.connection()?)?;
+    let out = Printer { json: args.json };
+    match command {
+        ClientCommand::Tickets(command) => tickets(&client, &out, command),
+        ClientCommand::Machines(command) => machines(&client, &out, command),
+        ClientCommand::Users(command) => users(&client, &out, command),
+        ClientCommand::EnrollmentTokens(EnrollmentTokensCommand::Create {
+            expires_in,
+            max_uses,
+        }) => {
+            let created: EnrollmentTokenCreated = client.post(
+                paths::ENROLLMENT_TOKENS,
+                &NewEnrollmentToken {
+                    expires_in_secs: *expires_in,
+                    max_uses: *max_uses,
+                },
+            )?;
+            out.show(&created, |c| {
+                format!(
+                    "enrollment token (shown once, store it now): {}\nexpires: {}  uses: {}",
+                    c.token,
+                    c.expires_at
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|| "never".into()),
+                    c.max_uses
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "unlimited".into()),
+                )
+            })
+        }
+    }
+}
+
+fn tickets(client: &ApiClient, out: &Printer, command: &TicketsCommand) -> Result<(), CliError> {
+    match command {
+        TicketsCommand::List { status, machine } => {
+            let filter = TicketFilter {
+                status: *status,
+                machine: machine.clone(),
+            };
+            let mut query = Vec::new();
+            if let Some(s) = filter.status {
+                query.push(format!("status={}", s.as_str()));
+            }
+            if let Some(m) = &filter.machine {
+                query.push(format!("machine={}", encode(m)));
+            }
+            let path = if query.is_empty() {
+                paths::TICKETS.to_owned()
+            } else {
+                format!("{}?{}", paths::TICKETS, query.join("&"))
+            };
+            let list: Vec<TicketSummary> = client.get(&path)?;
+            out.show(&list, |l| output::tickets_table(l))
+        }
+        TicketsCommand::Show { number } => {
+            let ticket: TicketDetail = client.get(&format!("{}/{number}", paths::TICKETS))?;
+            out.show(&ticket, output::ticket_page)
+        }
+        TicketsCommand::Update {
+            number,
+            status,
+            priority,
+            tier,
+            assign,
+        } => {
+            let update = TicketUpdate {
+                status: *status,
+                priority: *priority,
+                tier: *tier,
+                assignee: assign.clone(),
+            };
+            let ticket: TicketDetail =
+                client.patch(&format!("{}/{number}", paths::TICKETS), &update)?;
+            out.show(&ticket, |t| {
+                format!(
+                    "#{}: status {}, priority {}, tier {}, assignee {}",
+                    t.summary.number,
+                    t.summary.status,
+                    t.summary.priority,
+                    t.summary.tier,
+                    t.summary
+                        .assignee
+                        .as_deref()
+                        .map(output::clean_line)
+                        .unwrap_or_else(|| "-".into())
+                )
+            })
+        }
+        TicketsCommand::Comment { number, text } => {
+            let ticket: TicketDetail = client.post(
+                &format!("{}/{number}/comments", paths::TICKETS),
+                &NewComment { body: text.clone() },
+            )?;
+            out.show(&ticket, |t| {
+                format!(
+                    "comment added to #{} ({} comments)",
+                    t.summary.number,
+                    t.comments.len()
+                )
+            })
+        }
+    }
+}
+
+fn machines(client: &ApiClient, out: &Printer, command: &MachinesCommand) -> Result<(), CliError> {
+    match command {
+        MachinesCommand::List => {
+            let list: Vec<MachineSummary> = client.get(paths::MACHINES)?;
+            out.show(&list, |l| output::machines_table(l))
+        }
+        MachinesCommand::Show { machine } => {
+            let detail: MachineDetail =
+                client.get(&format!("{}/{}", paths::MACHINES, encode(machine)))?;
+            out.show(&detail, output::machine_page)
+        }
+        MachinesCommand::Approve { machine } => {
+            let detail: MachineDetail = client.post(
+                &format!("{}/{}/approve", paths::MACHINES, encode(machine)),
+                &serde_json::json!({}),
+            )?;
+            out.show(&detail, |m| {
+                format!(
+                    "machine {} ({}) is {}",
+                    output::clean_line(&m.summary.hostname),
+                    m.summary.id,
+                    m.summary.status
+                )
+            })
+        }
+        MachinesCommand::Revoke { machine } => {
+            let detail: MachineDetail = client.post(
+                &format!("{}/{}/revoke", paths::MACHINES, encode(machine)),
+                &serde_json::json!({}),
+            )?;
+            out.show(&detail, |m| {
+                format!(
+                    "machine {} ({}) is revoked; its certificate is refused from now on",
+                    output::clean_line(&m.summary.hostname),
+                    m.summary.id
+                )
+            })
+        }
+    }
+}
+
+fn users(client: &ApiClient, out: &Printer, command: &UsersCommand) -> Result<(), CliError> {
+    match command {
+        UsersCommand::Add { name, role } => {
+            let created: UserCreated = client.post(
+                paths::USERS,
+                &NewUser {
+                    name: name.clone(),
+                    role: *role,
+                },
+            )?;
+            out.show(&created, |c| {
+                format!(
+                    "user {} ({}) added. Token (shown once, store it now):\n{}",
+                    c.name, c.role, c.token
+                )
+            })
+        }
+        UsersCommand::List => {
+            let list: Vec<UserSummary> = client.get(paths::USERS)?;
+            out.show(&list, |l| output::users_table(l))
+        }
+        UsersCommand::Revoke { name } => {
+            let list: Vec<UserSummary> = client.post(
+                &format!("{}/{}/revoke", paths::USERS, encode(name)),
+                &serde_json::json!({}),
+            )?;
+            out.show(&list, |_| format!("user {name} revoked"))
+        }
+    }
+}

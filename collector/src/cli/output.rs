@@ -1,0 +1,261 @@
+//! Rendering API answers for people: tables and ticket pages, with untrusted text neutralised.
+//!
+//! Descriptions, host names and snapshot fields come from agents and are hostile input: control
+//! characters (terminal escape sequences) are shown escaped, never sent to the terminal raw.
+
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{ContentArrangement, Table};
+use lifeline_shared::v1::api::{
+    MachineDetail, MachineSummary, TicketDetail, TicketSummary, UserSummary,
+};
+use lifeline_shared::v1::snapshot::Snapshot;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Text safe to print: control characters (except newline and tab in long text) are escaped.
+pub fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One line of text: newlines and tabs become spaces too.
+pub fn clean_line(text: &str) -> String {
+    clean(text).replace(['\n', '\t'], " ")
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    let line = clean_line(text);
+    if line.chars().count() <= max {
+        line
+    } else {
+        let mut short: String = line.chars().take(max.saturating_sub(1)).collect();
+        short.push('…');
+        short
+    }
+}
+
+fn when(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+fn when_opt(t: Option<OffsetDateTime>) -> String {
+    t.map(when).unwrap_or_else(|| "-".to_owned())
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_style(UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.to_vec());
+    table
+}
+
+pub fn tickets_table(tickets: &[TicketSummary]) -> String {
+    if tickets.is_empty() {
+        return "no tickets".to_owned();
+    }
+    let mut t = table(&[
+        "#",
+        "status",
+        "priority",
+        "tier",
+        "machine",
+        "assignee",
+        "findings",
+        "created",
+        "description",
+    ]);
+    for ticket in tickets {
+        t.add_row(vec![
+            format!("#{}", ticket.number),
+            ticket.status.to_string(),
+            ticket.priority.to_string(),
+            ticket.tier.to_string(),
+            clean_line(&ticket.hostname),
+            ticket
+                .assignee
+                .as_deref()
+                .map(clean_line)
+                .unwrap_or_else(|| "-".to_owned()),
+            ticket
+                .worst_finding
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".to_owned()),
+            when(ticket.created_at),
+            shorten(&ticket.description, 60),
+        ]);
+    }
+    t.to_string()
+}
+
+pub fn ticket_page(ticket: &TicketDetail) -> String {
+    let s = &ticket.summary;
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Ticket #{}  [{}]  priority {}  tier {}  urgency {}\n",
+        s.number, s.status, s.priority, s.tier, s.urgency
+    ));
+    out.push_str(&format!(
+        "Machine:   {} ({})\nReported:  {} by {}\nAssignee:  {}\nFirst response: {}   Resolved: {}\n",
+        clean_line(&s.hostname),
+        clean_line(&s.machine_id),
+        when(s.created_at),
+        ticket.os_user.as_deref().map(clean_line).unwrap_or_else(|| "unknown user".to_owned()),
+        s.assignee.as_deref().map(clean_line).unwrap_or_else(|| "-".to_owned()),
+        when_opt(ticket.first_response_at),
+        when_opt(ticket.resolved_at),
+    ));
+    out.push_str("\nDescription:\n");
+    for line in clean(&s.description).lines() {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.push_str("\nFindings:\n");
+    if ticket.findings.is_empty() {
+        out.push_str("  none\n");
+    }
+    for f in &ticket.findings {
+        out.push_str(&format!(
+            "  [{}] {}: {}\n",
+            f.severity,
+            clean_line(&f.title),
+            clean_line(&f.evidence)
+        ));
+        if let Some(action) = &f.suggested_action {
+            out.push_str(&format!("      suggested action: {}\n", clean_line(action)));
+        }
+    }
+    if !ticket.comments.is_empty() {
+        out.push_str("\nComments:\n");
+        for c in &ticket.comments {
+            out.push_str(&format!(
+                "  {} {}:\n",
+                when(c.created_at),
+                clean_line(&c.author)
+            ));
+            for line in clean(&c.body).lines() {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+    }
+    for attached in &ticket.snapshots {
+        out.push_str(&format!(
+            "\nSnapshot {} (received {}):\n",
+            attached.id,
+            when(attached.received_at)
+        ));
+        out.push_str(&snapshot_sections(&attached.snapshot));
+    }
+    out
+}
+
+/// The sections of a snapshot as indented, pretty JSON, one heading per section.
+fn snapshot_sections(snapshot: &Snapshot) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "  collected {} by agent {}\n",
+        when(snapshot.collected_at),
+        clean_line(&snapshot.agent_version)
+    ));
+    let Ok(serde_json::Value::Object(map)) = serde_json::to_value(snapshot) else {
+        return out;
+    };
+    for (name, value) in map {
+        if !value.is_object() || name == "findings" {
+            continue;
+        }
+        out.push_str(&format!("  [{}]\n", clean_line(&name)));
+        let pretty = serde_json::to_string_pretty(&value).unwrap_or_default();
+        for line in clean(&pretty).lines() {
+            out.push_str(&format!("    {line}\n"));
+        }
+    }
+    out
+}
+
+pub fn machines_table(machines: &[MachineSummary]) -> String {
+    if machines.is_empty() {
+        return "no machines".to_owned();
+    }
+    let mut t = table(&[
+        "id",
+        "hostname",
+        "status",
+        "open tickets",
+        "last seen",
+        "enrolled",
+        "cert expires",
+    ]);
+    for m in machines {
+        t.add_row(vec![
+            clean_line(&m.id),
+            clean_line(&m.hostname),
+            m.status.to_string(),
+            m.open_tickets.to_string(),
+            when(m.last_seen_at),
+            when(m.enrolled_at),
+            when(m.certificate_not_after),
+        ]);
+    }
+    t.to_string()
+}
+
+pub fn machine_page(machine: &MachineDetail) -> String {
+    let m = &machine.summary;
+    let mut out = format!(
+        "Machine {} ({})  [{}]\nEnrolled:  {}\nLast seen: {}\nCertificate expires: {}\nRevoked:   {}\n\n",
+        clean_line(&m.hostname),
+        clean_line(&m.id),
+        m.status,
+        when(m.enrolled_at),
+        when(m.last_seen_at),
+        when(m.certificate_not_after),
+        when_opt(machine.revoked_at),
+    );
+    out.push_str(&tickets_table(&machine.tickets));
+    out
+}
+
+pub fn users_table(users: &[UserSummary]) -> String {
+    if users.is_empty() {
+        return "no users".to_owned();
+    }
+    let mut t = table(&["name", "role", "created", "revoked"]);
+    for u in users {
+        t.add_row(vec![
+            clean_line(&u.name),
+            u.role.to_string(),
+            when(u.created_at),
+            when_opt(u.revoked_at),
+        ]);
+    }
+    t.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_escapes_from_agents_are_neutralised() {
+        let hostile = "pwn\u{1b}[2J\u{7}ed";
+        let shown = clean_line(hostile);
+        assert!(!shown.contains('\u{1b}'));
+        assert!(!shown.contains('\u{7}'));
+        assert!(shown.contains("\\u{1b}"));
+        assert_eq!(clean_line("a\nb"), "a b");
+    }
+
+    #[test]
+    fn long_descriptions_are_shortened_in_tables() {
+        assert_eq!(shorten("abcdef", 4), "abc…");
+        assert_eq!(shorten("abc", 4), "abc");
+    }
+}

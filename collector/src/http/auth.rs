@@ -1,0 +1,300 @@
+//! Who is calling, and may they call this route: authentication plus the access policy.
+//!
+//! The router denies by default: the `authorize` middleware looks up every matched route in
+//! [`RULES`], and a route without a rule is refused (and logged, since it is a bug). Identities:
+//! - an enrolled agent is its client certificate from the TLS handshake (never a body field);
+//! - technicians and admins present `Authorization: Bearer llu_...`;
+//! - enrollment presents `Authorization: Bearer lle_...`, plus the agent's current client
+//!   certificate when it re-enrolls (so it keeps its machine id).
+//!
+//! Tokens are looked up by their SHA-256; no token or hash is ever logged.
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum_server::tls::TlsInfo;
+use lifeline_shared::v1::api::{MachineStatus, Role, paths};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::secret::{Secret, TokenHash, TokenKind, certificate_fingerprint};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without credentials.
+    Public,
+    /// An enrolled, non-revoked agent (client certificate).
+    Agent,
+    /// Someone holding a valid enrollment token.
+    Enrollment,
+    /// A technician or an admin.
+    Staff,
+    /// An admin.
+    Admin,
+}
+
+/// One access rule: method, route template as registered in the router, who may call it.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+const fn rule(method: &'static str, path: &'static str, access: Access) -> Rule {
+    Rule {
+        method,
+        path,
+        access,
+    }
+}
+
+/// Every route of the API and who may call it. A route missing here is refused to everyone.
+pub const RULES: &[Rule] = &[
+    rule("GET", paths::HEALTHZ, Access::Public),
+    rule("GET", paths::METRICS, Access::Staff),
+    rule("POST", paths::ENROLL, Access::Enrollment),
+    rule("POST", paths::ENROLLMENT_TOKENS, Access::Admin),
+    rule("POST", paths::AGENT_TICKETS, Access::Agent),
+    rule("GET", paths::AGENT_MACHINE, Access::Agent),
+    rule("POST", paths::AGENT_RENEW, Access::Agent),
+    rule("GET", paths::TICKETS, Access::Staff),
+    rule("GET", "/api/v1/tickets/{n}", Access::Staff),
+    rule("PATCH", "/api/v1/tickets/{n}", Access::Staff),
+    rule("POST", "/api/v1/tickets/{n}/comments", Access::Staff),
+    rule("GET", paths::MACHINES, Access::Staff),
+    rule("GET", "/api/v1/machines/{id}", Access::Staff),
+    rule("POST", "/api/v1/machines/{id}/revoke", Access::Admin),
+    rule("POST", "/api/v1/machines/{id}/approve", Access::Admin),
+    rule("GET", paths::USERS, Access::Admin),
+    rule("POST", paths::USERS, Access::Admin),
+    rule("POST", "/api/v1/users/{name}/revoke", Access::Admin),
+];
+
+fn access_for(method: &Method, path: &str) -> Option<Access> {
+    RULES
+        .iter()
+        .find(|r| r.method == method.as_str() && r.path == path)
+        .map(|r| r.access)
+}
+
+/// An authenticated agent: the machine id its certificate was issued for.
+#[derive(Debug, Clone)]
+pub struct AgentIdentity {
+    pub machine_id: String,
+}
+
+/// An authenticated technician or admin.
+#[derive(Debug, Clone)]
+pub struct StaffIdentity {
+    pub name: String,
+    pub role: Role,
+}
+
+/// A valid enrollment token, plus the machine the caller already is (re-enrollment).
+#[derive(Debug, Clone)]
+pub struct EnrollmentGrant {
+    pub token_hash: TokenHash,
+    pub existing_machine: Option<String>,
+}
+
+/// Middleware: authenticates the caller as the route's rule requires, or refuses.
+pub async fn authorize(
+    State(state): State<AppState>,
+    matched: Option<MatchedPath>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(path) = matched.as_ref().map(|m| m.as_str().to_owned()) else {
+        return ApiError::NotFound("no such route".to_owned()).into_response();
+    };
+    let Some(access) = access_for(request.method(), &path) else {
+        tracing::error!(method = %request.method(), route = %path, "route has no access rule");
+        return ApiError::Forbidden("no access rule for this route".to_owned()).into_response();
+    };
+    match admit(&state, access, &mut request).await {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn admit(state: &AppState, access: Access, request: &mut Request) -> Result<(), ApiError> {
+    if access == Access::Public {
+        return Ok(());
+    }
+    let bearer = bearer_token(request)?;
+    let client_cert = request
+        .extensions()
+        .get::<Arc<TlsInfo>>()
+        .and_then(|info| info.peer_certificates.first().cloned());
+    match access {
+        Access::Public => Ok(()),
+        Access::Staff | Access::Admin => {
+            let Some(token) = bearer else {
+                return Err(ApiError::Unauthorized(
+                    "this route needs a technician or admin token (Authorization: Bearer ...)"
+                        .to_owned(),
+                ));
+            };
+            let staff = staff_identity(state, &token).await?;
+            if access == Access::Admin && staff.role != Role::Admin {
+                return Err(ApiError::Forbidden(format!(
+                    "user {:?} is a {}; this needs an admin",
+                    staff.name, staff.role
+                )));
+            }
+            request.extensions_mut().insert(staff);
+            Ok(())
+        }
+        Access::Agent => {
+            if bearer.is_some() && client_cert.is_none() {
+                return Err(ApiError::Forbidden(
+                    "this route is for enrolled agents (client certificate), not bearer tokens"
+                        .to_owned(),
+                ));
+            }
+            let Some(der) = client_cert else {
+                return Err(ApiError::Unauthorized(
+                    "this route needs an enrolled agent's client certificate".to_owned(),
+                ));
+            };
+            let machine_id = agent_identity(state, &der).await?;
+            request
+                .extensions_mut()
+                .insert(AgentIdentity { machine_id });
+            Ok(())
+        }
+        Access::Enrollment => {
+            let Some(token) = bearer else {
+                return Err(ApiError::Unauthorized(
+                    "enrollment needs an enrollment token (Authorization: Bearer lle_...)"
+                        .to_owned(),
+                ));
+            };
+            if TokenKind::of(token.expose()) != Some(TokenKind::Enrollment) {
+                return Err(ApiError::Unauthorized(
+                    "unknown enrollment token".to_owned(),
+                ));
+            }
+            let token_hash = TokenHash::of(&token);
+            state
+                .store
+                .check_enrollment_token(&token_hash, state.clock.now())
+                .await?
+                .map_err(|refusal| ApiError::Unauthorized(refusal.to_string()))?;
+            // Re-enrollment: a known certificate keeps its machine id (pending or active); an
+            // unknown one (a collector that lost its data) simply enrolls a new machine.
+            let existing_machine = match client_cert {
+                Some(der) => {
+                    let fingerprint = certificate_fingerprint(&der);
+                    match state.store.machine_by_fingerprint(&fingerprint).await? {
+                        Some(machine) if machine.status == MachineStatus::Revoked => {
+                            return Err(revoked(&machine.id));
+                        }
+                        Some(machine) => Some(machine.id),
+                        None => None,
+                    }
+                }
+                None => None,
+            };
+            request.extensions_mut().insert(EnrollmentGrant {
+                token_hash,
+                existing_machine,
+            });
+            Ok(())
+        }
+    }
+}
+
+fn bearer_token(request: &Request) -> Result<Option<Secret>, ApiError> {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed Authorization header".to_owned()))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(Secret::new(token.trim())))
+        }
+        _ => Err(ApiError::Unauthorized(
+            "malformed Authorization header: expected \"Bearer TOKEN\"".to_owned(),
+        )),
+    }
+}
+
+async fn staff_identity(state: &AppState, token: &Secret) -> Result<StaffIdentity, ApiError> {
+    const REFUSED: &str = "unknown or revoked token";
+    if TokenKind::of(token.expose()) != Some(TokenKind::User) {
+        return Err(ApiError::Unauthorized(REFUSED.to_owned()));
+    }
+    let hash = TokenHash::of(token);
+    let user = state.store.user_by_token(&hash).await?;
+    match user {
+        Some(user) if user.token_hash.matches(&hash) && !user.revoked => Ok(StaffIdentity {
+            name: user.name,
+            role: user.role,
+        }),
+        _ => Err(ApiError::Unauthorized(REFUSED.to_owned())),
+    }
+}
+
+fn revoked(machine_id: &str) -> ApiError {
+    ApiError::Forbidden(format!(
+        "machine {machine_id} has been revoked by an administrator"
+    ))
+}
+
+async fn agent_identity(state: &AppState, der: &[u8]) -> Result<String, ApiError> {
+    let fingerprint = certificate_fingerprint(der);
+    match state.store.machine_by_fingerprint(&fingerprint).await? {
+        Some(machine) if machine.status == MachineStatus::Revoked => Err(revoked(&machine.id)),
+        Some(machine) if machine.status == MachineStatus::Pending => {
+            Err(ApiError::Forbidden(format!(
+                "machine {} is waiting for an administrator's approval",
+                machine.id
+            )))
+        }
+        Some(machine) => {
+            state
+                .store
+                .touch_machine(&machine.id, state.clock.now())
+                .await?;
+            Ok(machine.id)
+        }
+        None => Err(ApiError::Unauthorized(
+            "client certificate is not registered (replaced by a newer enrollment?): enroll again"
+                .to_owned(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_is_unique() {
+        for (i, a) in RULES.iter().enumerate() {
+            for b in &RULES[i + 1..] {
+                assert!(!(a.method == b.method && a.path == b.path), "{a:?} twice");
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_routes_have_no_access() {
+        assert_eq!(access_for(&Method::DELETE, paths::TICKETS), None);
+        assert_eq!(access_for(&Method::GET, "/api/v1/secret"), None);
+        assert_eq!(
+            access_for(&Method::GET, paths::HEALTHZ),
+            Some(Access::Public)
+        );
+    }
+}

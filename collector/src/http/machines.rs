@@ -1,0 +1,104 @@
+//! Machines: the list and detail technicians see, an agent's view of itself, revocation.
+
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use lifeline_shared::v1::api::{MachineDetail, MachineStatus, MachineSummary, paths};
+
+use super::AppState;
+use super::auth::{AgentIdentity, StaffIdentity};
+use super::error::ApiError;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(paths::AGENT_MACHINE, get(own_machine))
+        .route(paths::MACHINES, get(list_machines))
+        .route("/api/v1/machines/{id}", get(show_machine))
+        .route("/api/v1/machines/{id}/revoke", post(revoke_machine))
+        .route("/api/v1/machines/{id}/approve", post(approve_machine))
+}
+
+async fn own_machine(
+    State(state): State<AppState>,
+    Extension(agent): Extension<AgentIdentity>,
+) -> Result<Json<MachineDetail>, ApiError> {
+    find(&state, &agent.machine_id).await
+}
+
+async fn list_machines(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<MachineSummary>>, ApiError> {
+    Ok(Json(state.store.list_machines().await?))
+}
+
+/// A machine by id, or by host name when exactly one machine has it.
+async fn find(state: &AppState, key: &str) -> Result<Json<MachineDetail>, ApiError> {
+    if let Some(machine) = state.store.machine(key).await? {
+        return Ok(Json(machine));
+    }
+    let by_name: Vec<_> = state
+        .store
+        .list_machines()
+        .await?
+        .into_iter()
+        .filter(|m| m.hostname == key)
+        .collect();
+    match by_name.as_slice() {
+        [one] => state
+            .store
+            .machine(&one.id)
+            .await?
+            .map(Json)
+            .ok_or_else(|| ApiError::NotFound(format!("no machine {key:?}"))),
+        [] => Err(ApiError::NotFound(format!("no machine {key:?}"))),
+        many => Err(ApiError::Conflict(format!(
+            "{} machines are named {key:?}: use the machine id",
+            many.len()
+        ))),
+    }
+}
+
+async fn show_machine(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<MachineDetail>, ApiError> {
+    find(&state, &id).await
+}
+
+async fn approve_machine(
+    State(state): State<AppState>,
+    Extension(admin): Extension<StaffIdentity>,
+    Path(id): Path<String>,
+) -> Result<Json<MachineDetail>, ApiError> {
+    let Json(machine) = find(&state, &id).await?;
+    let id = machine.summary.id;
+    match state.store.approve_machine(&id).await? {
+        None => return Err(ApiError::NotFound(format!("no machine {id:?}"))),
+        Some(MachineStatus::Revoked) => {
+            return Err(ApiError::Conflict(format!(
+                "machine {id} is revoked; it must enroll again"
+            )));
+        }
+        Some(MachineStatus::Active) => {}
+        Some(MachineStatus::Pending) => {
+            tracing::info!(by = %admin.name, machine = %id, "machine approved");
+        }
+    }
+    let active = state.store.count_active_machines().await?;
+    metrics::gauge!("lifeline_machines_active").set(active as f64);
+    find(&state, &id).await
+}
+
+async fn revoke_machine(
+    State(state): State<AppState>,
+    Extension(admin): Extension<StaffIdentity>,
+    Path(id): Path<String>,
+) -> Result<Json<MachineDetail>, ApiError> {
+    let Json(machine) = find(&state, &id).await?;
+    let id = machine.summary.id;
+    state.store.revoke_machine(&id, state.clock.now()).await?;
+    tracing::info!(by = %admin.name, machine = %id, "machine revoked");
+    let active = state.store.count_active_machines().await?;
+    metrics::gauge!("lifeline_machines_active").set(active as f64);
+    find(&state, &id).await
+}

@@ -1,0 +1,220 @@
+//! Tickets: agents file them (with a snapshot), technicians list, read, update and comment.
+//!
+//! Ingest answers only after the ticket and its snapshot are committed. Findings are computed
+//! here from the snapshot's sections with the shared rules; the agent's own findings list is not
+//! trusted. The idempotency key is scoped to the machine, so a retry returns the same number.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use lifeline_shared::findings;
+use lifeline_shared::v1::api::{
+    COMMENT_MAX_LEN, DESCRIPTION_MAX_LEN, IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_KEY_MAX_LEN,
+    NewComment, NewTicket, TicketCreated, TicketDetail, TicketFilter, TicketSummary, TicketUpdate,
+    paths,
+};
+
+use super::AppState;
+use super::auth::{AgentIdentity, StaffIdentity};
+use super::body::{BodyLimits, read_json};
+use super::error::ApiError;
+use crate::store::TicketRecord;
+
+/// Longest OS user name we record.
+const OS_USER_MAX_LEN: usize = 256;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(paths::AGENT_TICKETS, post(file_ticket))
+        .route(paths::TICKETS, get(list_tickets))
+        .route("/api/v1/tickets/{n}", get(show_ticket).patch(update_ticket))
+        .route("/api/v1/tickets/{n}/comments", post(add_comment))
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let value = headers
+        .get(IDEMPOTENCY_KEY_HEADER)
+        .ok_or_else(|| ApiError::BadRequest(format!("missing {IDEMPOTENCY_KEY_HEADER} header")))?;
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| {
+            !k.is_empty()
+                && k.len() <= IDEMPOTENCY_KEY_MAX_LEN
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{IDEMPOTENCY_KEY_HEADER} must be 1 to {IDEMPOTENCY_KEY_MAX_LEN} characters of \
+                 letters, digits, '-' and '_'"
+            ))
+        })?;
+    Ok(key.to_owned())
+}
+
+fn check_text(what: &str, text: &str, max: usize) -> Result<(), ApiError> {
+    if text.trim().is_empty() {
+        return Err(ApiError::BadRequest(format!("{what} must not be empty")));
+    }
+    if text.len() > max {
+        return Err(ApiError::BadRequest(format!(
+            "{what} is {} bytes; the limit is {max}",
+            text.len()
+        )));
+    }
+    Ok(())
+}
+
+async fn file_ticket(
+    State(state): State<AppState>,
+    Extension(agent): Extension<AgentIdentity>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<TicketCreated>, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let ticket: NewTicket = read_json(&headers, body, BodyLimits::TICKET).await?;
+    check_text("description", &ticket.description, DESCRIPTION_MAX_LEN)?;
+    if let Some(user) = ticket
+        .os_user
+        .as_ref()
+        .filter(|u| u.len() > OS_USER_MAX_LEN)
+    {
+        return Err(ApiError::BadRequest(format!(
+            "os_user is {} bytes; the limit is {OS_USER_MAX_LEN}",
+            user.len()
+        )));
+    }
+    let computed = ticket
+        .snapshot
+        .as_ref()
+        .map(findings::evaluate)
+        .unwrap_or_default();
+    let worst = computed.iter().map(|f| f.severity).max();
+    let snapshot_json = ticket
+        .snapshot
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(ApiError::internal)?;
+    let record = TicketRecord {
+        machine_id: agent.machine_id.clone(),
+        idempotency_key: key,
+        description: ticket.description.trim().to_owned(),
+        urgency: ticket.urgency,
+        os_user: ticket.os_user,
+        findings: computed,
+        worst_finding: worst,
+        snapshot_json,
+    };
+    let recorded = state
+        .store
+        .record_ticket(&record, state.clock.now())
+        .await?;
+    if recorded.created {
+        metrics::counter!("lifeline_tickets_received_total").increment(1);
+        tracing::info!(machine = %agent.machine_id, number = recorded.number, "ticket filed");
+    } else {
+        tracing::info!(machine = %agent.machine_id, number = recorded.number, "ticket retry answered");
+    }
+    Ok(Json(TicketCreated {
+        number: recorded.number,
+        created: recorded.created,
+    }))
+}
+
+async fn list_tickets(
+    State(state): State<AppState>,
+    query: Result<Query<TicketFilter>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<TicketSummary>>, ApiError> {
+    let Query(filter) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    Ok(Json(state.store.list_tickets(&filter).await?))
+}
+
+fn ticket_number(
+    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+) -> Result<u64, ApiError> {
+    let Path(n) = path.map_err(|_| {
+        ApiError::BadRequest("ticket number must be a positive whole number".to_owned())
+    })?;
+    Ok(n)
+}
+
+async fn show_ticket(
+    State(state): State<AppState>,
+    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<TicketDetail>, ApiError> {
+    let n = ticket_number(path)?;
+    state
+        .store
+        .ticket(n)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no ticket #{n}")))
+}
+
+async fn update_ticket(
+    State(state): State<AppState>,
+    Extension(staff): Extension<StaffIdentity>,
+    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<TicketDetail>, ApiError> {
+    let n = ticket_number(path)?;
+    let update: TicketUpdate = read_json(&headers, body, BodyLimits::SMALL).await?;
+    if update.is_empty() {
+        return Err(ApiError::BadRequest(
+            "nothing to update: give status, priority, tier or assignee".to_owned(),
+        ));
+    }
+    if let Some(assignee) = update.assignee.as_deref().filter(|a| !a.is_empty()) {
+        let users = state.store.list_users().await?;
+        if !users
+            .iter()
+            .any(|u| u.name == assignee && u.revoked_at.is_none())
+        {
+            return Err(ApiError::BadRequest(format!(
+                "cannot assign to {assignee:?}: no such active user"
+            )));
+        }
+    }
+    state
+        .store
+        .update_ticket(n, &update, state.clock.now())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no ticket #{n}")))?;
+    tracing::info!(by = %staff.name, number = n, ?update, "ticket updated");
+    state
+        .store
+        .ticket(n)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no ticket #{n}")))
+}
+
+async fn add_comment(
+    State(state): State<AppState>,
+    Extension(staff): Extension<StaffIdentity>,
+    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<TicketDetail>, ApiError> {
+    let n = ticket_number(path)?;
+    let comment: NewComment = read_json(&headers, body, BodyLimits::SMALL).await?;
+    check_text("comment", &comment.body, COMMENT_MAX_LEN)?;
+    if !state
+        .store
+        .add_comment(n, &staff.name, &comment.body, state.clock.now())
+        .await?
+    {
+        return Err(ApiError::NotFound(format!("no ticket #{n}")));
+    }
+    state
+        .store
+        .ticket(n)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no ticket #{n}")))
+}

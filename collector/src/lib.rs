@@ -1,0 +1,62 @@
+//! The Lifeline collector: HTTPS API, storage, enrollment CA, and the technician/admin client.
+//!
+//! `main.rs` is glue. [`serve`] runs the API on a listener the caller bound (tests bind port 0),
+//! [`http::router`] builds the API, [`bootstrap::prepare`] readies the data directory, and
+//! [`cli`] holds the client subcommands that talk to a running collector.
+
+pub mod bootstrap;
+pub mod cli;
+pub mod clock;
+pub mod http;
+pub mod pki;
+pub mod secret;
+pub mod store;
+pub mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+
+pub use http::{AppState, router};
+
+/// How long a client has for the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to send its first request after the handshake.
+const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long in-flight requests may take to finish after shutdown is asked.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the API over TLS on `listener` until `shutdown` completes, then drains.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let on_shutdown = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        on_shutdown.graceful_shutdown(Some(DRAIN_TIMEOUT));
+    });
+    if let Some(metrics) = state.metrics.clone() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                metrics.run_upkeep();
+            }
+        });
+    }
+    let acceptor =
+        RustlsAcceptor::new(RustlsConfig::from_config(tls)).handshake_timeout(HANDSHAKE_TIMEOUT);
+    axum_server::from_tcp(listener)?
+        .acceptor(acceptor)
+        .first_request_timeout(FIRST_REQUEST_TIMEOUT)
+        .handle(handle)
+        .serve(router(state).into_make_service())
+        .await
+}

@@ -1,0 +1,195 @@
+//! Storage behind one interface: the `Store` trait, its records and errors.
+//!
+//! Handlers only see `dyn Store`; `sqlite` is the embedded implementation and PostgreSQL will be a
+//! second one with its own migrations. Every method takes `now` from the caller's clock. A method
+//! that answers an agent's report returns only after the data is durably committed.
+
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use lifeline_shared::findings::{Finding, Severity};
+use lifeline_shared::v1::api::{
+    MachineDetail, MachineStatus, MachineSummary, Role, TicketDetail, TicketFilter, TicketSummary,
+    TicketUpdate, Urgency, UserSummary,
+};
+use time::OffsetDateTime;
+
+use crate::secret::TokenHash;
+
+/// What every store method returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {url}: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot apply database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("a user named {0:?} already exists")]
+    UserExists(String),
+    #[error("enrollment refused: {0}")]
+    Enrollment(#[from] EnrollmentRefusal),
+    #[error("ticket batch was not committed: {0}")]
+    Batch(String),
+    #[error("the ticket writer has stopped")]
+    Closed,
+}
+
+/// Why an enrollment token did not work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EnrollmentRefusal {
+    #[error("unknown enrollment token")]
+    Unknown,
+    #[error("enrollment token has expired")]
+    Expired,
+    #[error("enrollment token has been used up")]
+    UsedUp,
+}
+
+/// A person's account as authentication needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub name: String,
+    pub role: Role,
+    pub token_hash: TokenHash,
+    pub revoked: bool,
+}
+
+/// A machine as authentication needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineRecord {
+    pub id: String,
+    pub status: MachineStatus,
+    /// Whether this is the machine's current certificate (re-enrolling replaces it).
+    pub fingerprint: String,
+}
+
+/// An enrollment to record: a new machine, or a new certificate for an existing one.
+#[derive(Debug, Clone)]
+pub struct Enrollment {
+    pub machine_id: String,
+    pub hostname: String,
+    pub cert_fingerprint: String,
+    pub cert_not_after: OffsetDateTime,
+    /// Status of a new machine; an existing machine keeps its status.
+    pub initial_status: MachineStatus,
+}
+
+/// A ticket to record, with findings already computed by the collector.
+#[derive(Debug, Clone)]
+pub struct TicketRecord {
+    pub machine_id: String,
+    pub idempotency_key: String,
+    pub description: String,
+    pub urgency: Urgency,
+    pub os_user: Option<String>,
+    pub findings: Vec<Finding>,
+    pub worst_finding: Option<Severity>,
+    /// The snapshot document as JSON, when the agent sent one.
+    pub snapshot_json: Option<String>,
+}
+
+/// Outcome of recording a ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordedTicket {
+    pub number: u64,
+    /// False when the idempotency key was already known.
+    pub created: bool,
+}
+
+/// The storage interface of the collector.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Whether any admin exists (false on a fresh database).
+    fn has_admin(&self) -> StoreFuture<'_, bool>;
+    fn add_user<'a>(
+        &'a self,
+        name: &'a str,
+        role: Role,
+        token_hash: &'a TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, ()>;
+    fn user_by_token<'a>(
+        &'a self,
+        token_hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<UserRecord>>;
+    fn list_users(&self) -> StoreFuture<'_, Vec<UserSummary>>;
+    /// False when no such active user exists.
+    fn revoke_user<'a>(&'a self, name: &'a str, now: OffsetDateTime) -> StoreFuture<'a, bool>;
+
+    fn add_enrollment_token<'a>(
+        &'a self,
+        token_hash: &'a TokenHash,
+        expires_at: Option<OffsetDateTime>,
+        max_uses: Option<u32>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, ()>;
+    /// Checks an enrollment token without using it.
+    fn check_enrollment_token<'a>(
+        &'a self,
+        token_hash: &'a TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Result<(), EnrollmentRefusal>>;
+    /// Uses the token once and records the machine, in one transaction; returns its status.
+    fn enroll<'a>(
+        &'a self,
+        token_hash: &'a TokenHash,
+        enrollment: &'a Enrollment,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, MachineStatus>;
+
+    /// Replaces an active machine's certificate; false when no such active machine exists.
+    fn renew_certificate<'a>(
+        &'a self,
+        machine_id: &'a str,
+        cert_fingerprint: &'a str,
+        cert_not_after: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool>;
+
+    fn machine_by_fingerprint<'a>(
+        &'a self,
+        fingerprint: &'a str,
+    ) -> StoreFuture<'a, Option<MachineRecord>>;
+    fn touch_machine<'a>(&'a self, id: &'a str, now: OffsetDateTime) -> StoreFuture<'a, ()>;
+    fn list_machines(&self) -> StoreFuture<'_, Vec<MachineSummary>>;
+    fn machine<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<MachineDetail>>;
+    fn count_active_machines(&self) -> StoreFuture<'_, u64>;
+    /// Moves a pending machine to active. Returns the status it had, `None` if unknown.
+    fn approve_machine<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<MachineStatus>>;
+    /// False when no such machine exists.
+    fn revoke_machine<'a>(&'a self, id: &'a str, now: OffsetDateTime) -> StoreFuture<'a, bool>;
+
+    /// Records ticket and snapshot durably; a known idempotency key returns the existing ticket.
+    fn record_ticket<'a>(
+        &'a self,
+        ticket: &'a TicketRecord,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, RecordedTicket>;
+    fn list_tickets<'a>(&'a self, filter: &'a TicketFilter) -> StoreFuture<'a, Vec<TicketSummary>>;
+    fn ticket(&self, number: u64) -> StoreFuture<'_, Option<TicketDetail>>;
+    /// `None` when no such ticket exists.
+    fn update_ticket<'a>(
+        &'a self,
+        number: u64,
+        update: &'a TicketUpdate,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<()>>;
+    /// False when no such ticket exists.
+    fn add_comment<'a>(
+        &'a self,
+        number: u64,
+        author: &'a str,
+        body: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool>;
+}

@@ -1,0 +1,1038 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`.
+//!
+//! Durability: a commit returns only after the WAL is fsynced, so a ticket number handed to an
+//! agent survives a crash or power loss right after the answer. SQLite serialises writers; the
+//! busy timeout makes concurrent writers wait for their turn instead of failing. Tickets go
+//! through one group-commit writer so concurrent reports share an fsync.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use lifeline_shared::findings::{Finding, Severity};
+use lifeline_shared::v1::api::{
+    AttachedSnapshot, Comment, MachineDetail, MachineStatus, MachineSummary, Priority, Role,
+    TicketDetail, TicketFilter, TicketStatus, TicketSummary, TicketUpdate, Tier, Urgency,
+    UserSummary,
+};
+use lifeline_shared::v1::snapshot::Snapshot;
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    Enrollment, EnrollmentRefusal, MachineRecord, RecordedTicket, Store, StoreError, StoreFuture,
+    TicketRecord, UserRecord,
+};
+use crate::secret::TokenHash;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// SQLite implementation of [`Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// The group-commit writer for tickets (see [`ingest_loop`]).
+    ingest: mpsc::Sender<IngestJob>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file and applies pending migrations.
+    pub async fn open(path: &std::path::Path) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open {
+                url: path.display().to_string(),
+                source,
+            })?;
+        MIGRATOR.run(&pool).await?;
+        let (ingest, jobs) = mpsc::channel(INGEST_QUEUE);
+        tokio::spawn(ingest_loop(pool.clone(), jobs));
+        Ok(SqliteStore { pool, ingest })
+    }
+}
+
+fn millis(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn from_millis(ms: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {ms}: {e}")))
+}
+
+fn opt_from_millis(ms: Option<i64>) -> Result<Option<OffsetDateTime>, StoreError> {
+    ms.map(from_millis).transpose()
+}
+
+fn parse<T: FromStr>(text: &str) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e: T::Err| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_u64(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative number {value}")))
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Columns of a ticket summary (a macro so queries stay `&'static str`, never formatted).
+macro_rules! ticket_columns {
+    () => {
+        "t.number, t.machine_id, m.hostname, t.description, t.urgency, t.priority, t.status, \
+         t.tier, t.assignee, t.worst_finding, t.created_at, t.updated_at"
+    };
+}
+
+fn ticket_summary(row: &SqliteRow) -> Result<TicketSummary, StoreError> {
+    let tier: i64 = row.try_get("tier")?;
+    let worst: Option<String> = row.try_get("worst_finding")?;
+    Ok(TicketSummary {
+        number: to_u64(row.try_get("number")?)?,
+        machine_id: row.try_get("machine_id")?,
+        hostname: row.try_get("hostname")?,
+        description: row.try_get("description")?,
+        urgency: parse::<Urgency>(row.try_get("urgency")?)?,
+        priority: parse::<Priority>(row.try_get("priority")?)?,
+        status: parse::<TicketStatus>(row.try_get("status")?)?,
+        tier: u8::try_from(tier)
+            .ok()
+            .and_then(|t| Tier::new(t).ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("tier {tier}")))?,
+        assignee: row.try_get("assignee")?,
+        worst_finding: worst.as_deref().map(parse_severity).transpose()?,
+        created_at: from_millis(row.try_get("created_at")?)?,
+        updated_at: from_millis(row.try_get("updated_at")?)?,
+    })
+}
+
+fn parse_severity(text: &str) -> Result<Severity, StoreError> {
+    match text {
+        "info" => Ok(Severity::Info),
+        "warning" => Ok(Severity::Warning),
+        "critical" => Ok(Severity::Critical),
+        other => Err(StoreError::Corrupt(format!("severity {other:?}"))),
+    }
+}
+
+/// Columns of a machine summary.
+macro_rules! machine_columns {
+    () => {
+        "m.id, m.hostname, m.status, m.enrolled_at, m.last_seen_at, m.cert_not_after, \
+         m.revoked_at, (SELECT COUNT(*) FROM tickets t WHERE t.machine_id = m.id \
+         AND t.status NOT IN ('resolved', 'closed')) AS open_tickets"
+    };
+}
+
+fn machine_summary(row: &SqliteRow) -> Result<MachineSummary, StoreError> {
+    Ok(MachineSummary {
+        id: row.try_get("id")?,
+        hostname: row.try_get("hostname")?,
+        status: parse::<MachineStatus>(row.try_get("status")?)?,
+        enrolled_at: from_millis(row.try_get("enrolled_at")?)?,
+        last_seen_at: from_millis(row.try_get("last_seen_at")?)?,
+        certificate_not_after: from_millis(row.try_get("cert_not_after")?)?,
+        open_tickets: to_u64(row.try_get("open_tickets")?)?,
+    })
+}
+
+fn check_token(
+    row: Option<&SqliteRow>,
+    now: OffsetDateTime,
+) -> Result<Result<(), EnrollmentRefusal>, StoreError> {
+    let Some(row) = row else {
+        return Ok(Err(EnrollmentRefusal::Unknown));
+    };
+    let expires_at: Option<i64> = row.try_get("expires_at")?;
+    let max_uses: Option<i64> = row.try_get("max_uses")?;
+    let uses: i64 = row.try_get("uses")?;
+    if expires_at.is_some_and(|at| at <= millis(now)) {
+        return Ok(Err(EnrollmentRefusal::Expired));
+    }
+    if max_uses.is_some_and(|max| uses >= max) {
+        return Ok(Err(EnrollmentRefusal::UsedUp));
+    }
+    Ok(Ok(()))
+}
+
+const SELECT_ENROLLMENT_TOKEN: &str =
+    "SELECT expires_at, max_uses, uses FROM enrollment_tokens WHERE token_hash = $1";
+
+/// A ticket waiting for the group commit, and where its answer goes.
+#[derive(Debug)]
+struct IngestJob {
+    ticket: TicketRecord,
+    now: OffsetDateTime,
+    reply: oneshot::Sender<Result<RecordedTicket, StoreError>>,
+}
+
+/// Most tickets committed together.
+const MAX_BATCH: usize = 64;
+/// Tickets that may wait for the writer before senders are slowed down.
+const INGEST_QUEUE: usize = 1024;
+
+/// The group commit: whatever tickets arrived while the previous commit was being fsynced go
+/// into the next transaction together, so N concurrent reports cost one fsync, not N. Each
+/// ticket is in its own savepoint, so one failing ticket does not fail its neighbours. Every
+/// sender gets its answer only after the commit that holds its ticket returned.
+async fn ingest_loop(pool: SqlitePool, mut jobs: mpsc::Receiver<IngestJob>) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let results = match write_batch(&pool, &batch).await {
+            Ok(results) => results,
+            Err(error) => {
+                let message = error.to_string();
+                batch
+                    .iter()
+                    .map(|_| Err(StoreError::Batch(message.clone())))
+                    .collect()
+            }
+        };
+        for (job, result) in batch.into_iter().zip(results) {
+            // The requester may have gone away (client disconnected); the ticket is stored.
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+async fn write_batch(
+    pool: &SqlitePool,
+    batch: &[IngestJob],
+) -> Result<Vec<Result<RecordedTicket, StoreError>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
+        match insert_ticket(&mut savepoint, &job.ticket, job.now).await {
+            Ok(recorded) => {
+                savepoint.commit().await?;
+                results.push(Ok(recorded));
+            }
+            Err(error) => {
+                savepoint.rollback().await?;
+                results.push(Err(error));
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// Inserts one ticket and its snapshot, or finds the ticket its idempotency key already made.
+async fn insert_ticket(
+    conn: &mut SqliteConnection,
+    ticket: &TicketRecord,
+    now: OffsetDateTime,
+) -> Result<RecordedTicket, StoreError> {
+    let findings = serde_json::to_string(&ticket.findings)
+        .map_err(|e| StoreError::Corrupt(format!("findings: {e}")))?;
+    let priority = Priority::initial(ticket.urgency, ticket.worst_finding);
+    // Look before inserting: a conflicting INSERT would still consume a ticket number.
+    let existing =
+        sqlx::query("SELECT number FROM tickets WHERE machine_id = $1 AND idempotency_key = $2")
+            .bind(&ticket.machine_id)
+            .bind(&ticket.idempotency_key)
+            .fetch_optional(&mut *conn)
+            .await?;
+    if let Some(existing) = existing {
+        return Ok(RecordedTicket {
+            number: to_u64(existing.try_get("number")?)?,
+            created: false,
+        });
+    }
+    let row = sqlx::query(
+        "INSERT INTO tickets (machine_id, idempotency_key, os_user, description, urgency, \
+            priority, status, tier, worst_finding, findings, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'new', 1, $7, $8, $9, $9) \
+         RETURNING number",
+    )
+    .bind(&ticket.machine_id)
+    .bind(&ticket.idempotency_key)
+    .bind(&ticket.os_user)
+    .bind(&ticket.description)
+    .bind(ticket.urgency.as_str())
+    .bind(priority.as_str())
+    .bind(ticket.worst_finding.map(|s| s.as_str()))
+    .bind(findings)
+    .bind(millis(now))
+    .fetch_one(&mut *conn)
+    .await?;
+    let number: i64 = row.try_get("number")?;
+    if let Some(snapshot) = &ticket.snapshot_json {
+        sqlx::query(
+            "INSERT INTO snapshots (ticket_number, machine_id, received_at, document) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(number)
+        .bind(&ticket.machine_id)
+        .bind(millis(now))
+        .bind(snapshot)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(RecordedTicket {
+        number: to_u64(number)?,
+        created: true,
+    })
+}
+
+impl Store for SqliteStore {
+    fn has_admin(&self) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE role = 'admin'")
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(row.try_get::<i64, _>("n")? > 0)
+        })
+    }
+
+    fn add_user<'a>(
+        &'a self,
+        name: &'a str,
+        role: Role,
+        token_hash: &'a TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let result = sqlx::query(
+                "INSERT INTO users (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(name)
+            .bind(role.as_str())
+            .bind(token_hash.as_str())
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await;
+            match result {
+                Ok(_) => Ok(()),
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    Err(StoreError::UserExists(name.to_owned()))
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
+
+    fn user_by_token<'a>(
+        &'a self,
+        token_hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<UserRecord>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT name, role, token_hash, revoked_at FROM users WHERE token_hash = $1",
+            )
+            .bind(token_hash.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+            Ok(Some(UserRecord {
+                name: row.try_get("name")?,
+                role: parse::<Role>(row.try_get("role")?)?,
+                token_hash: TokenHash::from_stored(row.try_get("token_hash")?),
+                revoked: revoked_at.is_some(),
+            }))
+        })
+    }
+
+    fn list_users(&self) -> StoreFuture<'_, Vec<UserSummary>> {
+        Box::pin(async move {
+            let rows =
+                sqlx::query("SELECT name, role, created_at, revoked_at FROM users ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(UserSummary {
+                        name: row.try_get("name")?,
+                        role: parse::<Role>(row.try_get("role")?)?,
+                        created_at: from_millis(row.try_get("created_at")?)?,
+                        revoked_at: opt_from_millis(row.try_get("revoked_at")?)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn revoke_user<'a>(&'a self, name: &'a str, now: OffsetDateTime) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE users SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL",
+            )
+            .bind(millis(now))
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn add_enrollment_token<'a>(
+        &'a self,
+        token_hash: &'a TokenHash,
+        expires_at: Option<OffsetDateTime>,
+        max_uses: Option<u32>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO enrollment_tokens (token_hash, created_at, expires_at, max_uses) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(token_hash.as_str())
+            .bind(millis(now))
+            .bind(expires_at.map(millis))
+            .bind(max_uses.map(i64::from))
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn check_enrollment_token<'a>(
+        &'a self,
+        token_hash: &'a TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Result<(), EnrollmentRefusal>> {
+        Box::pin(async move {
+            let row = sqlx::query(SELECT_ENROLLMENT_TOKEN)
+                .bind(token_hash.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            check_token(row.as_ref(), now)
+        })
+    }
+
+    fn enroll<'a>(
+        &'a self,
+        token_hash: &'a TokenHash,
+        enrollment: &'a Enrollment,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, MachineStatus> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            // Take the write lock first so two enrollments cannot both use a token's last use.
+            sqlx::query("UPDATE enrollment_tokens SET uses = uses WHERE token_hash = $1")
+                .bind(token_hash.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let row = sqlx::query(SELECT_ENROLLMENT_TOKEN)
+                .bind(token_hash.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            check_token(row.as_ref(), now)??;
+            sqlx::query("UPDATE enrollment_tokens SET uses = uses + 1 WHERE token_hash = $1")
+                .bind(token_hash.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let machine = sqlx::query(
+                "INSERT INTO machines (id, hostname, status, cert_fingerprint, cert_not_after, \
+                    enrolled_at, last_seen_at) \
+                 VALUES ($1, $2, $6, $3, $4, $5, $5) \
+                 ON CONFLICT (id) DO UPDATE SET hostname = excluded.hostname, \
+                    cert_fingerprint = excluded.cert_fingerprint, \
+                    cert_not_after = excluded.cert_not_after, \
+                    last_seen_at = excluded.last_seen_at \
+                 RETURNING status",
+            )
+            .bind(&enrollment.machine_id)
+            .bind(&enrollment.hostname)
+            .bind(&enrollment.cert_fingerprint)
+            .bind(millis(enrollment.cert_not_after))
+            .bind(millis(now))
+            .bind(enrollment.initial_status.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            let status = parse::<MachineStatus>(machine.try_get("status")?)?;
+            tx.commit().await?;
+            Ok(status)
+        })
+    }
+
+    fn renew_certificate<'a>(
+        &'a self,
+        machine_id: &'a str,
+        cert_fingerprint: &'a str,
+        cert_not_after: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE machines SET cert_fingerprint = $1, cert_not_after = $2, \
+                    last_seen_at = $3 WHERE id = $4 AND status = 'active'",
+            )
+            .bind(cert_fingerprint)
+            .bind(millis(cert_not_after))
+            .bind(millis(now))
+            .bind(machine_id)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn machine_by_fingerprint<'a>(
+        &'a self,
+        fingerprint: &'a str,
+    ) -> StoreFuture<'a, Option<MachineRecord>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT id, status, cert_fingerprint FROM machines WHERE cert_fingerprint = $1",
+            )
+            .bind(fingerprint)
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            Ok(Some(MachineRecord {
+                id: row.try_get("id")?,
+                status: parse::<MachineStatus>(row.try_get("status")?)?,
+                fingerprint: row.try_get("cert_fingerprint")?,
+            }))
+        })
+    }
+
+    fn touch_machine<'a>(&'a self, id: &'a str, now: OffsetDateTime) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            // At most one write a minute per machine: a no-op UPDATE costs no fsync.
+            sqlx::query(
+                "UPDATE machines SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1 - 60000",
+            )
+            .bind(millis(now))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn list_machines(&self) -> StoreFuture<'_, Vec<MachineSummary>> {
+        Box::pin(async move {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                machine_columns!(),
+                " FROM machines m ORDER BY m.hostname, m.id"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(machine_summary).collect()
+        })
+    }
+
+    fn machine<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<MachineDetail>> {
+        Box::pin(async move {
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                machine_columns!(),
+                " FROM machines m WHERE m.id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let summary = machine_summary(&row)?;
+            let revoked_at = opt_from_millis(row.try_get("revoked_at")?)?;
+            let tickets = self
+                .list_tickets(&TicketFilter {
+                    status: None,
+                    machine: Some(id.to_owned()),
+                })
+                .await?;
+            Ok(Some(MachineDetail {
+                summary,
+                revoked_at,
+                tickets,
+            }))
+        })
+    }
+
+    fn count_active_machines(&self) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM machines WHERE status = 'active'")
+                .fetch_one(&self.pool)
+                .await?;
+            to_u64(row.try_get("n")?)
+        })
+    }
+
+    fn approve_machine<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<MachineStatus>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let row = sqlx::query("SELECT status FROM machines WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            let before = parse::<MachineStatus>(row.try_get("status")?)?;
+            if before == MachineStatus::Pending {
+                sqlx::query("UPDATE machines SET status = 'active' WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(Some(before))
+        })
+    }
+
+    fn revoke_machine<'a>(&'a self, id: &'a str, now: OffsetDateTime) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE machines SET status = 'revoked', \
+                    revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
+            )
+            .bind(millis(now))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn record_ticket<'a>(
+        &'a self,
+        ticket: &'a TicketRecord,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, RecordedTicket> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let job = IngestJob {
+                ticket: ticket.clone(),
+                now,
+                reply,
+            };
+            self.ingest
+                .send(job)
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+
+    fn list_tickets<'a>(&'a self, filter: &'a TicketFilter) -> StoreFuture<'a, Vec<TicketSummary>> {
+        Box::pin(async move {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                ticket_columns!(),
+                " FROM tickets t JOIN machines m ON m.id = t.machine_id \
+                 WHERE ($1 IS NULL OR t.status = $1) AND ($2 IS NULL OR t.machine_id = $2 \
+                    OR m.hostname = $2) \
+                 ORDER BY t.number DESC"
+            ))
+            .bind(filter.status.map(|s| s.as_str()))
+            .bind(filter.machine.as_deref())
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(ticket_summary).collect()
+        })
+    }
+
+    fn ticket(&self, number: u64) -> StoreFuture<'_, Option<TicketDetail>> {
+        Box::pin(async move {
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                ticket_columns!(),
+                ", t.os_user, t.findings, t.first_response_at, \
+                    t.resolved_at \
+                 FROM tickets t JOIN machines m ON m.id = t.machine_id WHERE t.number = $1"
+            ))
+            .bind(to_i64(number))
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let summary = ticket_summary(&row)?;
+            let findings: Vec<Finding> = serde_json::from_str(row.try_get::<&str, _>("findings")?)
+                .map_err(|e| StoreError::Corrupt(format!("findings of #{number}: {e}")))?;
+            let comments = sqlx::query(
+                "SELECT author, body, created_at FROM comments WHERE ticket_number = $1 \
+                 ORDER BY id",
+            )
+            .bind(to_i64(number))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|c| {
+                Ok(Comment {
+                    author: c.try_get("author")?,
+                    body: c.try_get("body")?,
+                    created_at: from_millis(c.try_get("created_at")?)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+            let snapshots = sqlx::query(
+                "SELECT id, received_at, document FROM snapshots WHERE ticket_number = $1 \
+                 ORDER BY id",
+            )
+            .bind(to_i64(number))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|s| {
+                let snapshot: Snapshot = serde_json::from_str(s.try_get::<&str, _>("document")?)
+                    .map_err(|e| StoreError::Corrupt(format!("snapshot of #{number}: {e}")))?;
+                Ok(AttachedSnapshot {
+                    id: to_u64(s.try_get("id")?)?,
+                    received_at: from_millis(s.try_get("received_at")?)?,
+                    snapshot,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(Some(TicketDetail {
+                summary,
+                os_user: row.try_get("os_user")?,
+                first_response_at: opt_from_millis(row.try_get("first_response_at")?)?,
+                resolved_at: opt_from_millis(row.try_get("resolved_at")?)?,
+                findings,
+                comments,
+                snapshots,
+            }))
+        })
+    }
+
+    fn update_ticket<'a>(
+        &'a self,
+        number: u64,
+        update: &'a TicketUpdate,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<()>> {
+        Box::pin(async move {
+            let resolving = update
+                .status
+                .map(|s| matches!(s, TicketStatus::Resolved | TicketStatus::Closed));
+            let assignee = update
+                .assignee
+                .as_deref()
+                .map(|a| if a.is_empty() { None } else { Some(a) });
+            // resolved_at: set when moving to resolved/closed (kept if already set), cleared when
+            // a ticket is reopened. first_response_at: the first change a technician makes.
+            let done = sqlx::query(
+                "UPDATE tickets SET \
+                    status = COALESCE($1, status), \
+                    priority = COALESCE($2, priority), \
+                    tier = COALESCE($3, tier), \
+                    assignee = CASE WHEN $4 THEN $5 ELSE assignee END, \
+                    resolved_at = CASE WHEN $6 IS NULL THEN resolved_at \
+                                       WHEN $6 THEN COALESCE(resolved_at, $7) ELSE NULL END, \
+                    first_response_at = COALESCE(first_response_at, $7), \
+                    updated_at = $7 \
+                 WHERE number = $8",
+            )
+            .bind(update.status.map(|s| s.as_str()))
+            .bind(update.priority.map(|p| p.as_str()))
+            .bind(update.tier.map(|t| i64::from(t.get())))
+            .bind(assignee.is_some())
+            .bind(assignee.flatten())
+            .bind(resolving)
+            .bind(millis(now))
+            .bind(to_i64(number))
+            .execute(&self.pool)
+            .await?;
+            Ok((done.rows_affected() > 0).then_some(()))
+        })
+    }
+
+    fn add_comment<'a>(
+        &'a self,
+        number: u64,
+        author: &'a str,
+        body: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE tickets SET updated_at = $1, \
+                    first_response_at = COALESCE(first_response_at, $1) WHERE number = $2",
+            )
+            .bind(millis(now))
+            .bind(to_i64(number))
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO comments (ticket_number, author, body, created_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(to_i64(number))
+            .bind(author)
+            .bind(body)
+            .bind(millis(now))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::{Secret, TokenHash};
+
+    fn at(secs: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(secs).unwrap()
+    }
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite"))
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
+    fn enrollment(id: &str, fp: &str) -> Enrollment {
+        Enrollment {
+            machine_id: id.into(),
+            hostname: "ws-1".into(),
+            cert_fingerprint: fp.into(),
+            cert_not_after: at(2_000_000_000),
+            initial_status: MachineStatus::Active,
+        }
+    }
+
+    fn ticket(key: &str) -> TicketRecord {
+        TicketRecord {
+            machine_id: "m1".into(),
+            idempotency_key: key.into(),
+            description: "Outlook won't start".into(),
+            urgency: Urgency::Normal,
+            os_user: Some("alice".into()),
+            findings: vec![],
+            worst_finding: Some(Severity::Critical),
+            snapshot_json: Some(
+                serde_json::to_string(&Snapshot::empty(at(1_000), "test")).unwrap(),
+            ),
+        }
+    }
+
+    #[tokio::test]
+    async fn enrollment_token_expires_and_runs_out_of_uses() {
+        let (_dir, store) = store().await;
+        let token = TokenHash::of(&Secret::new("lle_x"));
+        store
+            .add_enrollment_token(&token, Some(at(2_000)), Some(1), at(1_000))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .check_enrollment_token(&token, at(1_500))
+                .await
+                .unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            store
+                .check_enrollment_token(&token, at(2_000))
+                .await
+                .unwrap(),
+            Err(EnrollmentRefusal::Expired)
+        );
+        store
+            .enroll(&token, &enrollment("m1", "fp1"), at(1_500))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .enroll(&token, &enrollment("m2", "fp2"), at(1_500))
+                .await,
+            Err(StoreError::Enrollment(EnrollmentRefusal::UsedUp))
+        ));
+        let unknown = TokenHash::of(&Secret::new("lle_y"));
+        assert_eq!(
+            store
+                .check_enrollment_token(&unknown, at(1_500))
+                .await
+                .unwrap(),
+            Err(EnrollmentRefusal::Unknown)
+        );
+        assert_eq!(store.count_active_machines().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn same_idempotency_key_gives_the_same_ticket_and_numbers_are_sequential() {
+        let (_dir, store) = store().await;
+        let token = TokenHash::of(&Secret::new("lle_x"));
+        store
+            .add_enrollment_token(&token, None, None, at(1_000))
+            .await
+            .unwrap();
+        store
+            .enroll(&token, &enrollment("m1", "fp1"), at(1_000))
+            .await
+            .unwrap();
+        let first = store.record_ticket(&ticket("k1"), at(1_100)).await.unwrap();
+        let again = store.record_ticket(&ticket("k1"), at(1_200)).await.unwrap();
+        let second = store.record_ticket(&ticket("k2"), at(1_300)).await.unwrap();
+        assert_eq!((first.number, first.created), (1, true));
+        assert_eq!((again.number, again.created), (1, false));
+        assert_eq!(second.number, 2);
+        let detail = store.ticket(1).await.unwrap().unwrap();
+        assert_eq!(detail.snapshots.len(), 1);
+        assert_eq!(detail.summary.priority, Priority::High);
+        assert_eq!(detail.summary.status, TicketStatus::New);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_reports_get_distinct_numbers_and_retries_share_one() {
+        let (_dir, store) = store().await;
+        let token = TokenHash::of(&Secret::new("lle_x"));
+        store
+            .add_enrollment_token(&token, None, None, at(1_000))
+            .await
+            .unwrap();
+        store
+            .enroll(&token, &enrollment("m1", "fp1"), at(1_000))
+            .await
+            .unwrap();
+        let store = std::sync::Arc::new(store);
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let store = std::sync::Arc::clone(&store);
+            // Every fourth report is a retry of the same key.
+            let key = if i % 4 == 0 {
+                "retry".to_owned()
+            } else {
+                format!("k{i}")
+            };
+            tasks.push(tokio::spawn(async move {
+                store.record_ticket(&ticket(&key), at(2_000)).await.unwrap()
+            }));
+        }
+        let mut numbers = Vec::new();
+        let mut retried = Vec::new();
+        for (i, task) in tasks.into_iter().enumerate() {
+            let recorded = task.await.unwrap();
+            if i % 4 == 0 {
+                retried.push(recorded.number);
+            } else {
+                numbers.push(recorded.number);
+            }
+        }
+        retried.dedup();
+        assert_eq!(retried.len(), 1, "one ticket for one idempotency key");
+        numbers.push(retried[0]);
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=31).collect::<Vec<u64>>());
+        let all = store.list_tickets(&TicketFilter::default()).await.unwrap();
+        assert_eq!(all.len(), 31);
+    }
+
+    #[tokio::test]
+    async fn pending_machine_is_approved_once_and_revoked_stays_revoked() {
+        let (_dir, store) = store().await;
+        let token = TokenHash::of(&Secret::new("lle_x"));
+        store
+            .add_enrollment_token(&token, None, None, at(1_000))
+            .await
+            .unwrap();
+        let pending = Enrollment {
+            initial_status: MachineStatus::Pending,
+            ..enrollment("m1", "fp1")
+        };
+        assert_eq!(
+            store.enroll(&token, &pending, at(1_000)).await.unwrap(),
+            MachineStatus::Pending
+        );
+        assert_eq!(store.count_active_machines().await.unwrap(), 0);
+        // Re-enrolling keeps the status it had, whatever the mode says now.
+        let again = Enrollment {
+            cert_fingerprint: "fp2".into(),
+            ..enrollment("m1", "fp2")
+        };
+        assert_eq!(
+            store.enroll(&token, &again, at(1_100)).await.unwrap(),
+            MachineStatus::Pending
+        );
+        assert_eq!(
+            store.approve_machine("m1").await.unwrap(),
+            Some(MachineStatus::Pending)
+        );
+        assert_eq!(
+            store.approve_machine("m1").await.unwrap(),
+            Some(MachineStatus::Active)
+        );
+        assert!(store.revoke_machine("m1", at(1_200)).await.unwrap());
+        assert_eq!(
+            store.approve_machine("m1").await.unwrap(),
+            Some(MachineStatus::Revoked)
+        );
+        let record = store.machine_by_fingerprint("fp2").await.unwrap().unwrap();
+        assert_eq!(record.status, MachineStatus::Revoked);
+        assert_eq!(store.machine_by_fingerprint("fp1").await.unwrap(), None);
+        assert_eq!(store.approve_machine("nope").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn resolving_sets_and_reopening_clears_resolved_at() {
+        let (_dir, store) = store().await;
+        let token = TokenHash::of(&Secret::new("lle_x"));
+        store
+            .add_enrollment_token(&token, None, None, at(1_000))
+            .await
+            .unwrap();
+        store
+            .enroll(&token, &enrollment("m1", "fp1"), at(1_000))
+            .await
+            .unwrap();
+        store.record_ticket(&ticket("k1"), at(1_100)).await.unwrap();
+        let resolve = TicketUpdate {
+            status: Some(TicketStatus::Resolved),
+            assignee: Some("bob".into()),
+            ..TicketUpdate::default()
+        };
+        store
+            .update_ticket(1, &resolve, at(1_200))
+            .await
+            .unwrap()
+            .unwrap();
+        let t = store.ticket(1).await.unwrap().unwrap();
+        assert_eq!(t.resolved_at, Some(at(1_200)));
+        assert_eq!(t.first_response_at, Some(at(1_200)));
+        assert_eq!(t.summary.assignee.as_deref(), Some("bob"));
+        let reopen = TicketUpdate {
+            status: Some(TicketStatus::Open),
+            assignee: Some(String::new()),
+            ..TicketUpdate::default()
+        };
+        store
+            .update_ticket(1, &reopen, at(1_300))
+            .await
+            .unwrap()
+            .unwrap();
+        let t = store.ticket(1).await.unwrap().unwrap();
+        assert_eq!(t.resolved_at, None);
+        assert_eq!(t.first_response_at, Some(at(1_200)));
+        assert_eq!(t.summary.assignee, None);
+        assert_eq!(
+            store.update_ticket(9, &reopen, at(1_300)).await.unwrap(),
+            None
+        );
+    }
+}

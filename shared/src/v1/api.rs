@@ -1,0 +1,487 @@
+//! HTTP API of the collector (version 1): paths, headers, request and response bodies.
+//!
+//! Both the agent and the collector's own client subcommands speak this; the collector serves it.
+//! Enumerations are closed sets with snake_case names on the wire; free text is free text and
+//! is treated as hostile by whoever displays it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::findings::{Finding, Severity};
+use crate::v1::snapshot::Snapshot;
+
+/// Header carrying the agent's idempotency key on `POST /api/v1/agent/tickets`.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Longest idempotency key the collector accepts.
+pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 128;
+/// Longest ticket description, in bytes.
+pub const DESCRIPTION_MAX_LEN: usize = 8 * 1024;
+/// Longest comment, in bytes.
+pub const COMMENT_MAX_LEN: usize = 16 * 1024;
+
+/// Paths of the API. `{n}`, `{id}` and `{name}` are path parameters.
+pub mod paths {
+    pub const HEALTHZ: &str = "/healthz";
+    pub const METRICS: &str = "/metrics";
+    pub const ENROLL: &str = "/api/v1/enroll";
+    pub const AGENT_TICKETS: &str = "/api/v1/agent/tickets";
+    pub const AGENT_MACHINE: &str = "/api/v1/agent/machine";
+    pub const AGENT_RENEW: &str = "/api/v1/agent/renew";
+    pub const TICKETS: &str = "/api/v1/tickets";
+    pub const MACHINES: &str = "/api/v1/machines";
+    pub const USERS: &str = "/api/v1/users";
+    pub const ENROLLMENT_TOKENS: &str = "/api/v1/enrollment-tokens";
+}
+
+/// Body of every error response: `{"error": "what is wrong"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// Body of `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+}
+
+/// A value outside a closed set of names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a valid {what} (expected one of: {expected})")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+/// Declares a closed, snake_case enumeration with `as_str`, `Display` and `FromStr`.
+macro_rules! names {
+    ($(#[$meta:meta])* $name:ident, $what:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownName {
+                        what: $what,
+                        value: s.to_owned(),
+                        expected: concat!($($text, " "),+),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+names!(
+    /// How urgent the end user says the problem is.
+    Urgency, "urgency", { Low => "low", Normal => "normal", High => "high" }
+);
+
+names!(
+    /// Priority a technician works by. Ordered `Low < Normal < High < Critical`.
+    Priority, "priority", { Low => "low", Normal => "normal", High => "high", Critical => "critical" }
+);
+
+names!(
+    /// Where a ticket is in its life.
+    TicketStatus, "status", {
+        New => "new",
+        Open => "open",
+        InProgress => "in_progress",
+        WaitingOnUser => "waiting_on_user",
+        Resolved => "resolved",
+        Closed => "closed",
+    }
+);
+
+names!(
+    /// Role of a person using the technician/admin API.
+    Role, "role", { Technician => "technician", Admin => "admin" }
+);
+
+names!(
+    /// Whether an enrolled machine may still talk to the collector.
+    MachineStatus, "machine status", {
+        Pending => "pending",
+        Active => "active",
+        Revoked => "revoked",
+    }
+);
+
+impl Priority {
+    /// The priority a new ticket gets: the user's urgency, raised by what the findings show.
+    /// A critical finding makes any ticket at least high; a warning makes a low one normal.
+    pub fn initial(urgency: Urgency, worst: Option<Severity>) -> Priority {
+        let from_urgency = match urgency {
+            Urgency::Low => Priority::Low,
+            Urgency::Normal => Priority::Normal,
+            Urgency::High => Priority::High,
+        };
+        let from_findings = match worst {
+            Some(Severity::Critical) => Priority::High,
+            Some(Severity::Warning) => Priority::Normal,
+            Some(Severity::Info) | None => Priority::Low,
+        };
+        let base = from_urgency.max(from_findings);
+        if urgency == Urgency::High && worst == Some(Severity::Critical) {
+            Priority::Critical
+        } else {
+            base
+        }
+    }
+}
+
+/// Escalation tier, 1 to 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct Tier(u8);
+
+/// A tier outside 1–3.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tier {0} is out of range (expected 1, 2 or 3)")]
+pub struct BadTier(pub u8);
+
+impl Tier {
+    pub const FIRST: Tier = Tier(1);
+
+    pub fn new(value: u8) -> Result<Tier, BadTier> {
+        if (1..=3).contains(&value) {
+            Ok(Tier(value))
+        } else {
+            Err(BadTier(value))
+        }
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<u8> for Tier {
+    type Error = BadTier;
+    fn try_from(value: u8) -> Result<Self, Self::Error> {
+        Tier::new(value)
+    }
+}
+
+impl From<Tier> for u8 {
+    fn from(tier: Tier) -> u8 {
+        tier.0
+    }
+}
+
+impl fmt::Display for Tier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for Tier {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let value: u8 = s
+            .parse()
+            .map_err(|_| format!("tier {s:?} is not a number (expected 1, 2 or 3)"))?;
+        Tier::new(value).map_err(|e| e.to_string())
+    }
+}
+
+/// `POST /api/v1/enroll`, authenticated by an enrollment token (bearer). When the agent presents
+/// its current client certificate in the TLS handshake, the collector keeps its machine id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// PKCS#10 certificate signing request, PEM. The key pair never leaves the agent.
+    pub csr_pem: String,
+    /// Host name the agent reports, for display only.
+    pub hostname: String,
+}
+
+/// `POST /api/v1/agent/renew`, authenticated by the agent's current client certificate: a new
+/// certificate for a new key pair, same machine id. The old certificate stops working.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    pub csr_pem: String,
+}
+
+/// Answer to a successful enrollment or renewal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    pub machine_id: String,
+    /// The agent's client certificate, PEM, signed by the collector's CA.
+    pub certificate_pem: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// True when an existing machine was re-enrolled and kept its id.
+    pub reenrolled: bool,
+    /// `pending` when the collector holds new machines until an admin approves them.
+    pub status: MachineStatus,
+}
+
+/// `POST /api/v1/agent/tickets` body (JSON, usually zstd-compressed with `Content-Encoding: zstd`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTicket {
+    pub description: String,
+    #[serde(default = "default_urgency")]
+    pub urgency: Urgency,
+    /// The OS user who reported the problem.
+    #[serde(default)]
+    pub os_user: Option<String>,
+    /// The machine's state when the ticket was filed; absent when the agent's offline spool had
+    /// to drop it to stay within its size bound.
+    #[serde(default)]
+    pub snapshot: Option<Snapshot>,
+}
+
+fn default_urgency() -> Urgency {
+    Urgency::Normal
+}
+
+/// Answer to `POST /api/v1/agent/tickets`: the ticket number, also for a replayed idempotency key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketCreated {
+    pub number: u64,
+    /// False when the idempotency key had been seen and the existing ticket is returned.
+    pub created: bool,
+}
+
+/// One row of the ticket queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketSummary {
+    pub number: u64,
+    pub machine_id: String,
+    pub hostname: String,
+    pub description: String,
+    pub urgency: Urgency,
+    pub priority: Priority,
+    pub status: TicketStatus,
+    pub tier: Tier,
+    pub assignee: Option<String>,
+    /// Severity of the worst finding, if any.
+    pub worst_finding: Option<Severity>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A technician's comment on a ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comment {
+    pub author: String,
+    pub body: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// A snapshot attached to a ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttachedSnapshot {
+    pub id: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    pub snapshot: Snapshot,
+}
+
+/// `GET /api/v1/tickets/{n}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TicketDetail {
+    #[serde(flatten)]
+    pub summary: TicketSummary,
+    pub os_user: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub first_response_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub resolved_at: Option<OffsetDateTime>,
+    /// Findings the collector computed from the first snapshot, worst first.
+    pub findings: Vec<Finding>,
+    pub comments: Vec<Comment>,
+    pub snapshots: Vec<AttachedSnapshot>,
+}
+
+/// Query of `GET /api/v1/tickets`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TicketStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+}
+
+/// `PATCH /api/v1/tickets/{n}`: fields left out stay as they are. `assignee: ""` unassigns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TicketStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+}
+
+impl TicketUpdate {
+    pub fn is_empty(&self) -> bool {
+        self.status.is_none()
+            && self.priority.is_none()
+            && self.tier.is_none()
+            && self.assignee.is_none()
+    }
+}
+
+/// `POST /api/v1/tickets/{n}/comments`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewComment {
+    pub body: String,
+}
+
+/// An enrolled machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineSummary {
+    pub id: String,
+    pub hostname: String,
+    pub status: MachineStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub enrolled_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub last_seen_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub certificate_not_after: OffsetDateTime,
+    pub open_tickets: u64,
+}
+
+/// `GET /api/v1/machines/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineDetail {
+    #[serde(flatten)]
+    pub summary: MachineSummary,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+    pub tickets: Vec<TicketSummary>,
+}
+
+/// `POST /api/v1/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub name: String,
+    pub role: Role,
+}
+
+/// A technician or admin account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    pub name: String,
+    pub role: Role,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// Answer to `POST /api/v1/users`: the bearer token, shown this once and stored only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserCreated {
+    pub name: String,
+    pub role: Role,
+    pub token: String,
+}
+
+/// `POST /api/v1/enrollment-tokens`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEnrollmentToken {
+    /// Seconds until the token expires; never when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_secs: Option<u64>,
+    /// How many enrollments the token allows; unlimited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_uses: Option<u32>,
+}
+
+/// Answer to `POST /api/v1/enrollment-tokens`: the token, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollmentTokenCreated {
+    pub token: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    pub max_uses: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_names_round_trip_and_reject_unknown_values() {
+        for status in TicketStatus::ALL {
+            assert_eq!(status.as_str().parse::<TicketStatus>().unwrap(), *status);
+            let json = serde_json::to_string(status).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+        }
+        let err = "pending".parse::<TicketStatus>().unwrap_err();
+        assert!(err.to_string().contains("in_progress"), "{err}");
+    }
+
+    #[test]
+    fn tier_outside_one_to_three_is_refused_on_the_wire() {
+        assert!(serde_json::from_str::<TicketUpdate>(r#"{"tier": 4}"#).is_err());
+        assert!(serde_json::from_str::<TicketUpdate>(r#"{"tier": 0}"#).is_err());
+        let ok: TicketUpdate = serde_json::from_str(r#"{"tier": 2}"#).unwrap();
+        assert_eq!(ok.tier, Some(Tier::new(2).unwrap()));
+    }
+
+    #[test]
+    fn initial_priority_is_raised_by_findings_not_lowered() {
+        use Severity::*;
+        assert_eq!(Priority::initial(Urgency::Low, None), Priority::Low);
+        assert_eq!(
+            Priority::initial(Urgency::Low, Some(Warning)),
+            Priority::Normal
+        );
+        assert_eq!(
+            Priority::initial(Urgency::Normal, Some(Critical)),
+            Priority::High
+        );
+        assert_eq!(Priority::initial(Urgency::High, Some(Info)), Priority::High);
+        assert_eq!(
+            Priority::initial(Urgency::High, Some(Critical)),
+            Priority::Critical
+        );
+    }
+
+    #[test]
+    fn unknown_fields_in_requests_are_refused() {
+        assert!(serde_json::from_str::<NewComment>(r#"{"body":"x","machine_id":"m"}"#).is_err());
+    }
+}

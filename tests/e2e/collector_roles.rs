@@ -1,0 +1,208 @@
+//! The role matrix: every route of the API, called as every kind of caller.
+//!
+//! The expectations are written out here by hand and checked against the collector's own rule
+//! table, so a route added without a test entry fails this test, and a rule that drifts from
+//! what this file expects fails it too.
+
+use lifeline_collector::http::auth::{Access, RULES};
+
+use crate::harness::{Answer, Http, TestAgent, TestCollector};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    Anonymous,
+    Agent,
+    Enrollment,
+    Technician,
+    Admin,
+}
+
+const CALLERS: [Caller; 5] = [
+    Caller::Anonymous,
+    Caller::Agent,
+    Caller::Enrollment,
+    Caller::Technician,
+    Caller::Admin,
+];
+
+use Caller::*;
+
+/// (method, route template, callers who may use it).
+const EXPECTED: &[(&str, &str, &[Caller])] = &[
+    (
+        "GET",
+        "/healthz",
+        &[Anonymous, Agent, Enrollment, Technician, Admin],
+    ),
+    ("GET", "/metrics", &[Technician, Admin]),
+    ("POST", "/api/v1/enroll", &[Enrollment]),
+    ("POST", "/api/v1/enrollment-tokens", &[Admin]),
+    ("POST", "/api/v1/agent/tickets", &[Agent]),
+    ("GET", "/api/v1/agent/machine", &[Agent]),
+    ("POST", "/api/v1/agent/renew", &[Agent]),
+    ("GET", "/api/v1/tickets", &[Technician, Admin]),
+    ("GET", "/api/v1/tickets/{n}", &[Technician, Admin]),
+    ("PATCH", "/api/v1/tickets/{n}", &[Technician, Admin]),
+    ("POST", "/api/v1/tickets/{n}/comments", &[Technician, Admin]),
+    ("GET", "/api/v1/machines", &[Technician, Admin]),
+    ("GET", "/api/v1/machines/{id}", &[Technician, Admin]),
+    ("POST", "/api/v1/machines/{id}/revoke", &[Admin]),
+    ("POST", "/api/v1/machines/{id}/approve", &[Admin]),
+    ("GET", "/api/v1/users", &[Admin]),
+    ("POST", "/api/v1/users", &[Admin]),
+    ("POST", "/api/v1/users/{name}/revoke", &[Admin]),
+];
+
+fn callers_of(access: Access) -> Vec<Caller> {
+    match access {
+        Access::Public => CALLERS.to_vec(),
+        Access::Agent => vec![Agent],
+        Access::Enrollment => vec![Enrollment],
+        Access::Staff => vec![Technician, Admin],
+        Access::Admin => vec![Admin],
+    }
+}
+
+#[test]
+fn rule_table_matches_the_expected_matrix() {
+    assert_eq!(
+        RULES.len(),
+        EXPECTED.len(),
+        "a route is missing from this test or the rules"
+    );
+    for (method, path, callers) in EXPECTED {
+        let rule = RULES
+            .iter()
+            .find(|r| r.method == *method && r.path == *path)
+            .unwrap_or_else(|| panic!("no rule for {method} {path}"));
+        assert_eq!(&callers_of(rule.access), callers, "{method} {path}");
+    }
+}
+
+struct World {
+    collector: TestCollector,
+    agent: Http,
+    anonymous: Http,
+    technician: String,
+}
+
+impl World {
+    fn call(&self, caller: Caller, method: &str, path: &str, body: &serde_json::Value) -> Answer {
+        let (http, token) = match caller {
+            Anonymous => (&self.anonymous, None),
+            Agent => (&self.agent, None),
+            Enrollment => (
+                &self.anonymous,
+                Some(self.collector.enrollment_token.as_str()),
+            ),
+            Technician => (&self.anonymous, Some(self.technician.as_str())),
+            Admin => (&self.anonymous, Some(self.collector.admin_token.as_str())),
+        };
+        if method == "GET" {
+            http.get(path, token)
+        } else {
+            http.send_json(method, path, token, body)
+        }
+    }
+}
+
+/// Concrete paths: real ticket 1, nonexistent targets for destructive routes so an allowed call
+/// answers 404 instead of revoking something the matrix still needs.
+fn concrete(path: &str) -> String {
+    path.replace("{n}", "1")
+        .replace("{id}", "m-does-not-exist")
+        .replace("{name}", "nobody")
+}
+
+#[test]
+fn every_route_admits_exactly_its_roles() {
+    let collector = TestCollector::spawn();
+    let agent = TestAgent::enrolled(&collector);
+    let agent_http = agent.http(&collector);
+    assert_eq!(agent_http.file_ticket("matrix", "matrix-1").status, 200);
+    let tech = collector.cli_json(&["users", "add", "tina", "--role", "technician"]);
+    let world = World {
+        anonymous: collector.http(),
+        agent: agent_http,
+        technician: tech["token"].as_str().unwrap().to_owned(),
+        collector,
+    };
+
+    let mut failures = Vec::new();
+    for (method, template, allowed) in EXPECTED {
+        let path = concrete(template);
+        for caller in CALLERS {
+            // Bodies are deliberately empty objects: an admitted caller gets past authorization
+            // and then a 2xx, 400, 404 or 415 from the handler, never 401/403.
+            let answer = world.call(caller, method, &path, &serde_json::json!({}));
+            let admitted = !matches!(answer.status, 401 | 403);
+            if admitted != allowed.contains(&caller) {
+                failures.push(format!(
+                    "{method} {path} as {caller:?}: {} {}",
+                    answer.status, answer.body
+                ));
+            }
+            if !admitted {
+                assert!(
+                    !answer.error().is_empty(),
+                    "{method} {path} as {caller:?}: refusal without a message"
+                );
+            }
+            assert!(
+                !matches!(answer.status, 405 | 500),
+                "{method} {path} as {caller:?}: {} {}",
+                answer.status,
+                answer.body
+            );
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "role matrix violations:\n{}",
+        failures.join("\n")
+    );
+
+    // Routes that do not exist are 404 for everyone, with a JSON error.
+    for caller in CALLERS {
+        let answer = world.call(caller, "GET", "/api/v1/secrets", &serde_json::json!({}));
+        assert_eq!(answer.status, 404, "{}", answer.body);
+        assert!(answer.error().contains("no such route"));
+    }
+    let wrong_method = world.call(Admin, "DELETE", "/api/v1/tickets/1", &serde_json::json!({}));
+    assert_eq!(wrong_method.status, 405, "{}", wrong_method.body);
+
+    // The agent's own view shows only itself.
+    let own = world.call(
+        Agent,
+        "GET",
+        "/api/v1/agent/machine",
+        &serde_json::json!({}),
+    );
+    assert_eq!(own.json()["id"], agent.machine_id.as_str());
+}
+
+#[test]
+fn metrics_count_requests_by_route_and_tickets_received() {
+    let collector = TestCollector::spawn();
+    let agent = TestAgent::enrolled(&collector);
+    assert_eq!(
+        agent.http(&collector).file_ticket("metrics", "m-1").status,
+        200
+    );
+    let admin = collector.admin_token.clone();
+    let metrics = collector.http().get("/metrics", Some(&admin));
+    assert_eq!(metrics.status, 200);
+    let text = metrics.body;
+    assert!(text.contains("lifeline_tickets_received_total 1"), "{text}");
+    assert!(text.contains("lifeline_machines_active 1"), "{text}");
+    assert!(
+        text.contains(r#"route="/api/v1/agent/tickets",status="200""#),
+        "{text}"
+    );
+    assert!(
+        text.contains("lifeline_http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    let health = collector.http().get("/healthz", None);
+    assert_eq!(health.json()["status"], "ok");
+}
