@@ -12,4 +12,5 @@ pub mod render;
 pub mod report;
 pub mod spool;
 pub mod transport;
+pub mod trust;
 pub mod vitals;

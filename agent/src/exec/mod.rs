@@ -1,3 +1,5 @@
 //! Running other programs: the one place the agent starts processes.
 
+pub mod action;
+pub mod policy;
 pub mod runner;

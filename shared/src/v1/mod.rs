@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod run;
 pub mod snapshot;
 pub mod vitals;
 pub mod work;
