@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use lifeline_agent::{collect, render};
+use lifeline_agent::config::AgentDir;
+use lifeline_agent::{collect, render, service, status};
 use lifeline_shared::v1::snapshot::SectionName;
 
 #[derive(Debug, Parser)]
@@ -28,6 +29,42 @@ enum Command {
     Enroll(lifeline_agent::enroll::EnrollArgs),
     /// File a ticket with a fresh snapshot and print its number.
     Report(lifeline_agent::report::ReportArgs),
+    /// Run the background service: heartbeats, queued reports, live inspections.
+    Run(RunArgs),
+    /// Reports waiting to be delivered.
+    #[command(subcommand)]
+    Spool(SpoolCommand),
+    /// Enrollment, service and queue state of this agent.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Seconds between heartbeats.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    heartbeat_secs: u64,
+    /// Seconds one long-poll for work may wait.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=30))]
+    poll_secs: u64,
+    /// Seconds between looks at the spool for new reports.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    spool_secs: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum SpoolCommand {
+    /// List queued reports and recent deliveries.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try to deliver every queued report now.
+    Flush,
 }
 
 #[derive(Debug, clap::Args)]
@@ -58,6 +95,10 @@ fn main() -> ExitCode {
         Command::Snapshot(args) => snapshot(args),
         Command::Enroll(args) => lifeline_agent::enroll::run(&args).map_err(anyhow::Error::from),
         Command::Report(args) => lifeline_agent::report::run(&args).map_err(anyhow::Error::from),
+        Command::Run(args) => run_service(&args),
+        Command::Spool(SpoolCommand::List { json }) => spool_list(json),
+        Command::Spool(SpoolCommand::Flush) => spool_flush(),
+        Command::Status { json } => show_status(json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -110,5 +151,44 @@ fn snapshot(args: SnapshotArgs) -> anyhow::Result<()> {
         }
     }
     stdout.flush()?;
+    Ok(())
+}
+
+fn run_service(args: &RunArgs) -> anyhow::Result<()> {
+    let dir = AgentDir::from_env()?;
+    let cadence = service::Cadence {
+        heartbeat: std::time::Duration::from_secs(args.heartbeat_secs),
+        poll_wait: std::time::Duration::from_secs(args.poll_secs),
+        spool_check: std::time::Duration::from_secs(args.spool_secs),
+    };
+    service::run(dir, cadence)?;
+    Ok(())
+}
+
+fn spool_list(json: bool) -> anyhow::Result<()> {
+    let dir = AgentDir::from_env()?;
+    let listing = status::spool_listing(&dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listing)?);
+    } else {
+        print!("{}", status::render_listing(&listing));
+    }
+    Ok(())
+}
+
+fn spool_flush() -> anyhow::Result<()> {
+    let dir = AgentDir::from_env()?;
+    print!("{}", status::flush(&dir)?);
+    Ok(())
+}
+
+fn show_status(json: bool) -> anyhow::Result<()> {
+    let dir = AgentDir::from_env()?;
+    let s = status::status(&dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        print!("{}", status::render_status(&s));
+    }
     Ok(())
 }

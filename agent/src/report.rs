@@ -103,10 +103,16 @@ pub fn new_idempotency_key() -> Result<IdempotencyKey, ReportError> {
 }
 
 /// A number in 0..=1 for the retry back-off's jitter.
-fn jitter() -> f64 {
+pub fn jitter() -> f64 {
     random_bytes::<4>()
         .map(|b| f64::from(u32::from_le_bytes(b)) / f64::from(u32::MAX))
         .unwrap_or(0.5)
+}
+
+/// `value` as zstd-compressed JSON, the encoding of every large agent upload.
+pub fn compress_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ReportError> {
+    let json = serde_json::to_vec(value).map_err(|e| ReportError::Encode(e.to_string()))?;
+    zstd::encode_all(&json[..], COMPRESSION_LEVEL).map_err(|e| ReportError::Encode(e.to_string()))
 }
 
 /// The compressed body of a ticket.
@@ -118,8 +124,7 @@ pub fn encode(report: &Report, snapshot: Option<Snapshot>) -> Result<Vec<u8>, Re
         os_user: report.os_user.clone(),
         snapshot,
     };
-    let json = serde_json::to_vec(&ticket).map_err(|e| ReportError::Encode(e.to_string()))?;
-    zstd::encode_all(&json[..], COMPRESSION_LEVEL).map_err(|e| ReportError::Encode(e.to_string()))
+    compress_json(&ticket)
 }
 
 /// Sends an encoded ticket, retrying a transient failure once with the same idempotency key.
@@ -160,6 +165,7 @@ fn deliver(
     match send(client, &body, entry.key.as_str()) {
         Ok(created) => {
             spool.acknowledge(&entry.key)?;
+            spool.record_delivered(&entry.reference(), created.number, now)?;
             Ok(Ok(created))
         }
         Err(error) => {
@@ -285,8 +291,8 @@ pub fn run(args: &ReportArgs) -> Result<(), ReportError> {
         }
         Err(error) if error.is_transient() => {
             println!(
-                "The collector cannot be reached right now ({error}).\nYour report is saved as {} \
-                 and will be delivered the next time this agent reaches the collector.",
+                "{}: queued, will be delivered automatically.\n(The collector cannot be reached \
+                 right now: {error})",
                 entry.reference()
             );
             Ok(())

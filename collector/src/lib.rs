@@ -12,6 +12,7 @@ pub mod pki;
 pub mod secret;
 pub mod store;
 pub mod tls;
+pub mod wakeup;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -175,6 +175,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
         clock,
         metrics: Some(metrics),
         enrollment: args.enrollment,
+        wakeups: Default::default(),
     };
     serve(listener, prepared.tls, state, shutdown_signal())
         .await

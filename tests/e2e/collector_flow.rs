@@ -444,7 +444,11 @@ fn report_is_spooled_while_the_collector_is_down_and_delivered_once_after_it_ret
     let out = agent.run(&["report", "Filed while offline"]);
     assert_success(&out, "report while the collector is down");
     let text = stdout(&out);
-    assert!(text.contains("saved as LL-"), "{text}");
+    // The agent names the saved report by its reference (`LL-XXXX-XXXX`) and says it is queued.
+    assert!(
+        text.contains("LL-") && text.contains("queued, will be delivered automatically"),
+        "{text}"
+    );
     assert_eq!(spooled_tickets(&agent), 1);
 
     let collector = collector.restart();

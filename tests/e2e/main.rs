@@ -12,9 +12,11 @@
     clippy::panic
 )]
 
+mod agent_service;
 mod binaries;
 mod collector_bad_input;
 mod collector_flow;
+mod collector_inspect;
 mod collector_roles;
 mod collector_tls;
 mod harness;

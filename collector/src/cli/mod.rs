@@ -15,6 +15,7 @@ use lifeline_shared::v1::api::{
     Priority, Role, TicketDetail, TicketFilter, TicketStatus, TicketSummary, TicketUpdate, Tier,
     UserCreated, UserSummary, paths,
 };
+use lifeline_shared::v1::work::{InspectRequest, WorkState, WorkStatus};
 use serde::Serialize;
 
 use crate::secret::Secret;
@@ -48,6 +49,9 @@ pub enum ClientCommand {
     /// Technician and admin accounts (admin)
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Queued work such as live inspections
+    #[command(subcommand)]
+    Work(WorkCommand),
     /// Tokens that let machines enroll (admin)
     #[command(subcommand, name = "enrollment-tokens")]
     EnrollmentTokens(EnrollmentTokensCommand),
@@ -88,10 +92,26 @@ pub enum MachinesCommand {
     List,
     /// Show a machine (id or host name) and its tickets
     Show { machine: String },
+    /// Ask a machine for a fresh snapshot now and print it when it arrives
+    Inspect {
+        machine: String,
+        /// Attach the snapshot to this ticket
+        #[arg(long)]
+        ticket: Option<u64>,
+        /// Seconds to wait for the answer (the request itself stays queued until it expires)
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
     /// Revoke a machine: its certificate is refused from now on (admin)
     Revoke { machine: String },
     /// Let a machine that enrolled under `--enrollment approve` file tickets (admin)
     Approve { machine: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum WorkCommand {
+    /// Where a piece of work (e.g. an inspection) stands, with its snapshot when done
+    Show { id: u64 },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -134,6 +154,24 @@ pub enum CliError {
     Output(#[from] std::io::Error),
     #[error("cannot encode output: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(
+        "no answer from {machine} within {waited} s; inspection {id} is still {state} until \
+         {expires} (check later with: lifeline-collector work show {id})"
+    )]
+    StillWaiting {
+        machine: String,
+        id: u64,
+        state: &'static str,
+        waited: u64,
+        expires: String,
+    },
+    #[error("inspection {id} of {machine} {state}{reason}")]
+    WorkEnded {
+        machine: String,
+        id: u64,
+        state: &'static str,
+        reason: String,
+    },
 }
 
 impl ConnectionArgs {
@@ -197,6 +235,10 @@ pub fn run(args: &ConnectionArgs, command: &ClientCommand) -> Result<(), CliErro
         ClientCommand::Tickets(command) => tickets(&client, &out, command),
         ClientCommand::Machines(command) => machines(&client, &out, command),
         ClientCommand::Users(command) => users(&client, &out, command),
+        ClientCommand::Work(WorkCommand::Show { id }) => {
+            let status: WorkStatus = client.get(&work_path(*id, 0))?;
+            out.show(&status, output::inspection_page)
+        }
         ClientCommand::EnrollmentTokens(EnrollmentTokensCommand::Create {
             expires_in,
             max_uses,
@@ -307,6 +349,11 @@ fn machines(client: &ApiClient, out: &Printer, command: &MachinesCommand) -> Res
                 client.get(&format!("{}/{}", paths::MACHINES, encode(machine)))?;
             out.show(&detail, output::machine_page)
         }
+        MachinesCommand::Inspect {
+            machine,
+            ticket,
+            timeout,
+        } => inspect(client, out, machine, *ticket, *timeout),
         MachinesCommand::Approve { machine } => {
             let detail: MachineDetail = client.post(
                 &format!("{}/{}/approve", paths::MACHINES, encode(machine)),
@@ -332,6 +379,102 @@ fn machines(client: &ApiClient, out: &Printer, command: &MachinesCommand) -> Res
                     output::clean_line(&m.summary.hostname),
                     m.summary.id
                 )
+            })
+        }
+    }
+}
+
+fn work_path(id: u64, wait_secs: u64) -> String {
+    let path = paths::WORK.replace("{id}", &id.to_string());
+    if wait_secs == 0 {
+        path
+    } else {
+        format!("{path}?wait_secs={wait_secs}")
+    }
+}
+
+/// Longest single wait for a change, below the client's request timeout.
+const STATUS_WAIT_SECS: u64 = 25;
+
+fn inspect(
+    client: &ApiClient,
+    out: &Printer,
+    machine: &str,
+    ticket: Option<u64>,
+    timeout: u64,
+) -> Result<(), CliError> {
+    let started = std::time::Instant::now();
+    let mut status: WorkStatus = client.post(
+        &format!("{}/{}/inspect", paths::MACHINES, encode(machine)),
+        &InspectRequest { ticket },
+    )?;
+    let name = output::clean_line(&status.hostname);
+    let mut stderr = std::io::stderr().lock();
+    if !status.machine_online {
+        let detail: Result<MachineDetail, _> = client.get(&format!(
+            "{}/{}",
+            paths::MACHINES,
+            encode(&status.machine_id)
+        ));
+        let seen = detail
+            .map(|d| output::when(d.summary.last_seen_at))
+            .unwrap_or_else(|_| "unknown".to_owned());
+        writeln!(
+            stderr,
+            "machine {name} is offline (last seen {seen}); the request waits until {}",
+            output::when(status.expires_at)
+        )?;
+    }
+    let progress = !out.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut shown = None;
+    while !status.state.is_final() {
+        let elapsed = started.elapsed().as_secs();
+        if progress && shown != Some(status.state) {
+            writeln!(
+                stderr,
+                "inspection {} of {name}: {} ({elapsed} s)",
+                status.id,
+                status.state.as_str()
+            )?;
+            shown = Some(status.state);
+        }
+        if elapsed >= timeout {
+            return Err(CliError::StillWaiting {
+                machine: name,
+                id: status.id,
+                state: status.state.as_str(),
+                waited: timeout,
+                expires: output::when(status.expires_at),
+            });
+        }
+        let wait = (timeout - elapsed).clamp(1, STATUS_WAIT_SECS);
+        status = client.get(&work_path(status.id, wait))?;
+    }
+    if progress {
+        writeln!(
+            stderr,
+            "inspection {} of {name}: {} ({} s)",
+            status.id,
+            status.state.as_str(),
+            started.elapsed().as_secs()
+        )?;
+    }
+    drop(stderr);
+    match status.state {
+        WorkState::Done => out.show(&status, output::inspection_page),
+        other => {
+            if out.json {
+                out.show(&status, |_| String::new())?;
+            }
+            Err(CliError::WorkEnded {
+                machine: name,
+                id: status.id,
+                state: other.as_str(),
+                reason: status
+                    .error
+                    .as_deref()
+                    .map(|e| format!(": {}", output::clean_line(e)))
+                    .unwrap_or_default(),
             })
         }
     }

@@ -9,6 +9,7 @@ use lifeline_shared::v1::api::{
     MachineDetail, MachineSummary, TicketDetail, TicketSummary, UserSummary,
 };
 use lifeline_shared::v1::snapshot::Snapshot;
+use lifeline_shared::v1::work::WorkStatus;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -41,7 +42,7 @@ fn shorten(text: &str, max: usize) -> String {
     }
 }
 
-fn when(t: OffsetDateTime) -> String {
+pub fn when(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
@@ -118,20 +119,7 @@ pub fn ticket_page(ticket: &TicketDetail) -> String {
         out.push_str(&format!("  {line}\n"));
     }
     out.push_str("\nFindings:\n");
-    if ticket.findings.is_empty() {
-        out.push_str("  none\n");
-    }
-    for f in &ticket.findings {
-        out.push_str(&format!(
-            "  [{}] {}: {}\n",
-            f.severity,
-            clean_line(&f.title),
-            clean_line(&f.evidence)
-        ));
-        if let Some(action) = &f.suggested_action {
-            out.push_str(&format!("      suggested action: {}\n", clean_line(action)));
-        }
-    }
+    out.push_str(&findings_lines(&ticket.findings));
     if !ticket.comments.is_empty() {
         out.push_str("\nComments:\n");
         for c in &ticket.comments {
@@ -188,6 +176,7 @@ pub fn machines_table(machines: &[MachineSummary]) -> String {
         "id",
         "hostname",
         "status",
+        "state",
         "open tickets",
         "last seen",
         "enrolled",
@@ -198,6 +187,7 @@ pub fn machines_table(machines: &[MachineSummary]) -> String {
             clean_line(&m.id),
             clean_line(&m.hostname),
             m.status.to_string(),
+            online(m.online).to_owned(),
             m.open_tickets.to_string(),
             when(m.last_seen_at),
             when(m.enrolled_at),
@@ -210,16 +200,105 @@ pub fn machines_table(machines: &[MachineSummary]) -> String {
 pub fn machine_page(machine: &MachineDetail) -> String {
     let m = &machine.summary;
     let mut out = format!(
-        "Machine {} ({})  [{}]\nEnrolled:  {}\nLast seen: {}\nCertificate expires: {}\nRevoked:   {}\n\n",
+        "Machine {} ({})  [{}]\nEnrolled:  {}\nLast seen: {} ({})\nCertificate expires: {}\nRevoked:   {}\n",
         clean_line(&m.hostname),
         clean_line(&m.id),
         m.status,
         when(m.enrolled_at),
         when(m.last_seen_at),
+        online(m.online),
         when(m.certificate_not_after),
         when_opt(machine.revoked_at),
     );
+    match &machine.last_vitals {
+        Some(v) => {
+            out.push_str(&format!(
+                "Vitals:    cpu {:.0}%  memory {:.0}%  load {:.2}  up {}  agent {}\n",
+                v.cpu_percent,
+                v.memory_percent,
+                v.load_one,
+                uptime(v.uptime_secs),
+                clean_line(&v.agent_version)
+            ));
+            if let Some(d) = &v.busiest_disk {
+                out.push_str(&format!(
+                    "           fullest disk {} {:.0}%\n",
+                    clean_line(&d.mount_point),
+                    d.used_percent
+                ));
+            }
+        }
+        None => out.push_str("Vitals:    no heartbeat yet\n"),
+    }
+    out.push('\n');
     out.push_str(&tickets_table(&machine.tickets));
+    out
+}
+
+fn online(online: bool) -> &'static str {
+    if online { "online" } else { "offline" }
+}
+
+fn uptime(secs: u64) -> String {
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else {
+        format!("{h}h {m}m")
+    }
+}
+
+/// A finished inspection: findings first, then the snapshot's sections.
+pub fn inspection_page(status: &WorkStatus) -> String {
+    let mut out = format!(
+        "Inspection {} of {} ({})  [{}]  finished {}\n",
+        status.id,
+        clean_line(&status.hostname),
+        clean_line(&status.machine_id),
+        status.state.as_str(),
+        when_opt(status.finished_at),
+    );
+    if let Some(ticket) = status.ticket {
+        out.push_str(&format!("Attached to ticket #{ticket}\n"));
+    }
+    if let Some(error) = &status.error {
+        out.push_str(&format!("Error: {}\n", clean_line(error)));
+    }
+    let Some(snapshot) = &status.snapshot else {
+        out.push_str(&format!(
+            "no snapshot (machine {}, expires {})\n",
+            if status.machine_online {
+                "online"
+            } else {
+                "offline"
+            },
+            when(status.expires_at)
+        ));
+        return out;
+    };
+    out.push_str("\nFindings:\n");
+    out.push_str(&findings_lines(&snapshot.findings));
+    out.push_str("\nSnapshot:\n");
+    out.push_str(&snapshot_sections(snapshot));
+    out
+}
+
+fn findings_lines(findings: &[lifeline_shared::findings::Finding]) -> String {
+    let mut out = String::new();
+    if findings.is_empty() {
+        out.push_str("  none\n");
+    }
+    for f in findings {
+        out.push_str(&format!(
+            "  [{}] {}: {}\n",
+            f.severity,
+            clean_line(&f.title),
+            clean_line(&f.evidence)
+        ));
+        if let Some(action) = &f.suggested_action {
+            out.push_str(&format!("      suggested action: {}\n", clean_line(action)));
+        }
+    }
     out
 }
 

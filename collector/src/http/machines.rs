@@ -3,11 +3,13 @@
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use lifeline_shared::v1::api::{MachineDetail, MachineStatus, MachineSummary, paths};
+use lifeline_shared::v1::api::{MachineDetail, MachineStatus, MachineSummary, VitalsSample, paths};
+use lifeline_shared::v1::vitals::Vitals;
 
 use super::AppState;
 use super::auth::{AgentIdentity, StaffIdentity};
 use super::error::ApiError;
+use super::work::is_online;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -28,11 +30,46 @@ async fn own_machine(
 async fn list_machines(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<MachineSummary>>, ApiError> {
-    Ok(Json(state.store.list_machines().await?))
+    let now = state.clock.now();
+    let mut machines = state.store.list_machines().await?;
+    for m in &mut machines {
+        m.online = is_online(m.last_seen_at, now);
+    }
+    Ok(Json(machines))
+}
+
+/// Vitals rows returned with a machine's detail.
+const VITALS_SHOWN: u32 = 60;
+
+/// Adds what depends on "now" and the heartbeat history to a machine's detail.
+async fn with_live_state(
+    state: &AppState,
+    mut machine: MachineDetail,
+) -> Result<MachineDetail, ApiError> {
+    machine.summary.online = is_online(machine.summary.last_seen_at, state.clock.now());
+    let rows = state
+        .store
+        .vitals(&machine.summary.id, VITALS_SHOWN)
+        .await?;
+    let mut samples = Vec::with_capacity(rows.len());
+    for (received_at, json) in rows {
+        match serde_json::from_str::<Vitals>(&json) {
+            Ok(vitals) => samples.push(VitalsSample {
+                received_at,
+                vitals,
+            }),
+            Err(e) => {
+                tracing::warn!(machine = %machine.summary.id, error = %e, "unreadable vitals row")
+            }
+        }
+    }
+    machine.last_vitals = samples.first().map(|s| s.vitals.clone());
+    machine.recent_vitals = samples;
+    Ok(machine)
 }
 
 /// A machine by id, or by host name when exactly one machine has it.
-async fn find(state: &AppState, key: &str) -> Result<Json<MachineDetail>, ApiError> {
+pub async fn find(state: &AppState, key: &str) -> Result<Json<MachineDetail>, ApiError> {
     if let Some(machine) = state.store.machine(key).await? {
         return Ok(Json(machine));
     }
@@ -62,7 +99,8 @@ async fn show_machine(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<MachineDetail>, ApiError> {
-    find(&state, &id).await
+    let Json(machine) = find(&state, &id).await?;
+    Ok(Json(with_live_state(&state, machine).await?))
 }
 
 async fn approve_machine(

@@ -12,6 +12,7 @@ pub mod machines;
 pub mod ops;
 pub mod tickets;
 pub mod users;
+pub mod work;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,6 +38,8 @@ pub struct AppState {
     /// Renders `/metrics`; `None` when no recorder is installed (library tests).
     pub metrics: Option<PrometheusHandle>,
     pub enrollment: enroll::EnrollmentMode,
+    /// Long-poll wake-ups (per machine, per piece of work) within this collector.
+    pub wakeups: Arc<crate::wakeup::Wakeups>,
 }
 
 /// The whole API.
@@ -47,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tickets::routes())
         .merge(machines::routes())
         .merge(users::routes())
+        .merge(work::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,

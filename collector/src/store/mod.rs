@@ -107,6 +107,35 @@ pub struct RecordedTicket {
     pub created: bool,
 }
 
+/// Vitals rows kept per machine; older ones are pruned when a heartbeat is recorded.
+pub const VITALS_HISTORY: i64 = 1440;
+
+/// A piece of work as stored. `kind` is the wire name (`inspect`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkRecord {
+    pub id: u64,
+    pub machine_id: String,
+    pub hostname: String,
+    pub kind: String,
+    pub state: lifeline_shared::v1::work::WorkState,
+    pub ticket: Option<u64>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub delivered_at: Option<OffsetDateTime>,
+    pub finished_at: Option<OffsetDateTime>,
+    pub error: Option<String>,
+    /// The result snapshot as JSON, when done.
+    pub snapshot_json: Option<String>,
+}
+
+/// How a piece of work ended, as the agent reported it.
+#[derive(Debug, Clone)]
+pub enum WorkOutcome {
+    /// The snapshot JSON (findings already recomputed by the collector).
+    Snapshot(String),
+    Failed(String),
+}
+
 /// The storage interface of the collector.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Whether any admin exists (false on a fresh database).
@@ -192,4 +221,47 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         body: &'a str,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, bool>;
+
+    /// Records a heartbeat: last seen, plus one vitals row (history bounded by
+    /// [`VITALS_HISTORY`]).
+    fn record_heartbeat<'a>(
+        &'a self,
+        machine_id: &'a str,
+        vitals_json: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, ()>;
+    /// Newest first, at most `limit` vitals documents (JSON) with their receive times.
+    fn vitals<'a>(
+        &'a self,
+        machine_id: &'a str,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<(OffsetDateTime, String)>>;
+
+    /// Queues work for a machine; returns its id.
+    fn queue_work<'a>(
+        &'a self,
+        machine_id: &'a str,
+        kind: &'a str,
+        ticket: Option<u64>,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, u64>;
+    /// Marks the machine's queued, unexpired work delivered and returns it (id, kind); expires
+    /// what is past its expiry.
+    fn take_work<'a>(
+        &'a self,
+        machine_id: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Vec<(u64, String)>>;
+    /// A piece of work, with its expiry applied lazily. `None` when unknown.
+    fn work(&self, id: u64, now: OffsetDateTime) -> StoreFuture<'_, Option<WorkRecord>>;
+    /// Finishes work delivered to (or queued for) `machine_id`; attaches a snapshot to the
+    /// work's ticket with a note. `None` when no such open work exists for that machine.
+    fn finish_work<'a>(
+        &'a self,
+        machine_id: &'a str,
+        id: u64,
+        outcome: &'a WorkOutcome,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<WorkRecord>>;
 }

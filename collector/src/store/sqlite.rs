@@ -15,6 +15,7 @@ use lifeline_shared::v1::api::{
     UserSummary,
 };
 use lifeline_shared::v1::snapshot::Snapshot;
+use lifeline_shared::v1::work::WorkState;
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -25,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Enrollment, EnrollmentRefusal, MachineRecord, RecordedTicket, Store, StoreError, StoreFuture,
-    TicketRecord, UserRecord,
+    TicketRecord, UserRecord, VITALS_HISTORY, WorkOutcome, WorkRecord,
 };
 use crate::secret::TokenHash;
 
@@ -150,6 +151,7 @@ fn machine_summary(row: &SqliteRow) -> Result<MachineSummary, StoreError> {
         last_seen_at: from_millis(row.try_get("last_seen_at")?)?,
         certificate_not_after: from_millis(row.try_get("cert_not_after")?)?,
         open_tickets: to_u64(row.try_get("open_tickets")?)?,
+        online: false,
     })
 }
 
@@ -564,6 +566,8 @@ impl Store for SqliteStore {
                 summary,
                 revoked_at,
                 tickets,
+                last_vitals: None,
+                recent_vitals: Vec::new(),
             }))
         })
     }
@@ -788,6 +792,251 @@ impl Store for SqliteStore {
             Ok(true)
         })
     }
+
+    fn record_heartbeat<'a>(
+        &'a self,
+        machine_id: &'a str,
+        vitals_json: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("UPDATE machines SET last_seen_at = MAX(last_seen_at, $1) WHERE id = $2")
+                .bind(millis(now))
+                .bind(machine_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO vitals (machine_id, received_at, document) VALUES ($1, $2, $3)",
+            )
+            .bind(machine_id)
+            .bind(millis(now))
+            .bind(vitals_json)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM vitals WHERE machine_id = $1 AND id <= \
+                    (SELECT id FROM vitals WHERE machine_id = $1 ORDER BY id DESC \
+                     LIMIT 1 OFFSET $2)",
+            )
+            .bind(machine_id)
+            .bind(VITALS_HISTORY)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn vitals<'a>(
+        &'a self,
+        machine_id: &'a str,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<(OffsetDateTime, String)>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT received_at, document FROM vitals WHERE machine_id = $1 \
+                 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(machine_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        from_millis(r.try_get("received_at")?)?,
+                        r.try_get("document")?,
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    fn queue_work<'a>(
+        &'a self,
+        machine_id: &'a str,
+        kind: &'a str,
+        ticket: Option<u64>,
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "INSERT INTO work (machine_id, kind, state, ticket_number, created_at, expires_at) \
+                 VALUES ($1, $2, 'queued', $3, $4, $5) RETURNING id",
+            )
+            .bind(machine_id)
+            .bind(kind)
+            .bind(ticket.map(to_i64))
+            .bind(millis(now))
+            .bind(millis(expires_at))
+            .fetch_one(&self.pool)
+            .await?;
+            to_u64(row.try_get("id")?)
+        })
+    }
+
+    fn take_work<'a>(
+        &'a self,
+        machine_id: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Vec<(u64, String)>> {
+        Box::pin(async move {
+            // Cheap read first: thousands of parked agents ask, almost always for nothing.
+            let any = sqlx::query(
+                "SELECT 1 FROM work WHERE machine_id = $1 AND state = 'queued' LIMIT 1",
+            )
+            .bind(machine_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            if any.is_none() {
+                return Ok(Vec::new());
+            }
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "UPDATE work SET state = 'expired', finished_at = $2 \
+                 WHERE machine_id = $1 AND state = 'queued' AND expires_at <= $2",
+            )
+            .bind(machine_id)
+            .bind(millis(now))
+            .execute(&mut *tx)
+            .await?;
+            let rows = sqlx::query(
+                "UPDATE work SET state = 'delivered', delivered_at = $2 \
+                 WHERE machine_id = $1 AND state = 'queued' AND expires_at > $2 \
+                 RETURNING id, kind",
+            )
+            .bind(machine_id)
+            .bind(millis(now))
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            let mut items = rows
+                .iter()
+                .map(|r| Ok((to_u64(r.try_get("id")?)?, r.try_get::<String, _>("kind")?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            items.sort_by_key(|(id, _)| *id);
+            Ok(items)
+        })
+    }
+
+    fn work(&self, id: u64, now: OffsetDateTime) -> StoreFuture<'_, Option<WorkRecord>> {
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE work SET state = 'expired', finished_at = $2 \
+                 WHERE id = $1 AND state = 'queued' AND expires_at <= $2",
+            )
+            .bind(to_i64(id))
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await?;
+            load_work(&self.pool, id).await
+        })
+    }
+
+    fn finish_work<'a>(
+        &'a self,
+        machine_id: &'a str,
+        id: u64,
+        outcome: &'a WorkOutcome,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<WorkRecord>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let (state, error, snapshot) = match outcome {
+                WorkOutcome::Snapshot(json) => ("done", None, Some(json.as_str())),
+                WorkOutcome::Failed(error) => ("failed", Some(error.as_str()), None),
+            };
+            let row = sqlx::query(
+                "UPDATE work SET state = $3, finished_at = $4, error = $5, snapshot = $6 \
+                 WHERE id = $1 AND machine_id = $2 AND state IN ('queued', 'delivered') \
+                 RETURNING ticket_number",
+            )
+            .bind(to_i64(id))
+            .bind(machine_id)
+            .bind(state)
+            .bind(millis(now))
+            .bind(error)
+            .bind(snapshot)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            let ticket: Option<i64> = row.try_get("ticket_number")?;
+            if let Some(number) = ticket {
+                let note = match outcome {
+                    WorkOutcome::Snapshot(json) => {
+                        sqlx::query(
+                            "INSERT INTO snapshots (ticket_number, machine_id, received_at, \
+                                document) VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(number)
+                        .bind(machine_id)
+                        .bind(millis(now))
+                        .bind(json)
+                        .execute(&mut *tx)
+                        .await?;
+                        format!("live inspection {id}: fresh snapshot attached")
+                    }
+                    WorkOutcome::Failed(error) => {
+                        format!("live inspection {id} failed: {error}")
+                    }
+                };
+                sqlx::query(
+                    "INSERT INTO comments (ticket_number, author, body, created_at) \
+                     VALUES ($1, 'lifeline', $2, $3)",
+                )
+                .bind(number)
+                .bind(note)
+                .bind(millis(now))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("UPDATE tickets SET updated_at = $1 WHERE number = $2")
+                    .bind(millis(now))
+                    .bind(number)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            load_work(&self.pool, id).await
+        })
+    }
+}
+
+async fn load_work(pool: &SqlitePool, id: u64) -> Result<Option<WorkRecord>, StoreError> {
+    let row = sqlx::query(
+        "SELECT w.id, w.machine_id, m.hostname, w.kind, w.state, w.ticket_number, w.created_at, \
+            w.expires_at, w.delivered_at, w.finished_at, w.error, w.snapshot \
+         FROM work w JOIN machines m ON m.id = w.machine_id WHERE w.id = $1",
+    )
+    .bind(to_i64(id))
+    .fetch_optional(pool)
+    .await?;
+    let Some(r) = row else {
+        return Ok(None);
+    };
+    let state: String = r.try_get("state")?;
+    Ok(Some(WorkRecord {
+        id: to_u64(r.try_get("id")?)?,
+        machine_id: r.try_get("machine_id")?,
+        hostname: r.try_get("hostname")?,
+        kind: r.try_get("kind")?,
+        state: WorkState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("work state {state:?}")))?,
+        ticket: r
+            .try_get::<Option<i64>, _>("ticket_number")?
+            .map(to_u64)
+            .transpose()?,
+        created_at: from_millis(r.try_get("created_at")?)?,
+        expires_at: from_millis(r.try_get("expires_at")?)?,
+        delivered_at: opt_from_millis(r.try_get("delivered_at")?)?,
+        finished_at: opt_from_millis(r.try_get("finished_at")?)?,
+        error: r.try_get("error")?,
+        snapshot_json: r.try_get("snapshot")?,
+    }))
 }
 
 #[cfg(test)]
@@ -1034,5 +1283,80 @@ mod tests {
             store.update_ticket(9, &reopen, at(1_300)).await.unwrap(),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn work_is_delivered_once_expires_lazily_and_only_its_machine_may_answer() {
+        let (_dir, store) = store().await;
+        let grant = TokenHash::of(&crate::secret::Secret::new("lle_w"));
+        store
+            .add_enrollment_token(&grant, None, None, at(0))
+            .await
+            .unwrap();
+        for (id, fp) in [("m1", "f1"), ("m2", "f2")] {
+            let mut e = enrollment(id, fp);
+            e.initial_status = MachineStatus::Active;
+            store.enroll(&grant, &e, at(0)).await.unwrap();
+        }
+        let live = store
+            .queue_work("m1", "inspect", None, at(100), at(1))
+            .await
+            .unwrap();
+        let stale = store
+            .queue_work("m1", "inspect", None, at(5), at(1))
+            .await
+            .unwrap();
+        assert!(store.take_work("m2", at(10)).await.unwrap().is_empty());
+        let taken = store.take_work("m1", at(10)).await.unwrap();
+        assert_eq!(taken, vec![(live, "inspect".to_owned())]);
+        assert!(store.take_work("m1", at(11)).await.unwrap().is_empty());
+        assert_eq!(
+            store.work(stale, at(12)).await.unwrap().unwrap().state,
+            WorkState::Expired
+        );
+        let outcome = WorkOutcome::Failed("no".into());
+        assert!(
+            store
+                .finish_work("m2", live, &outcome, at(12))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let done = store
+            .finish_work("m1", live, &outcome, at(12))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.state, WorkState::Failed);
+        assert!(
+            store
+                .finish_work("m1", live, &outcome, at(13))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn vitals_history_is_bounded_per_machine() {
+        let (_dir, store) = store().await;
+        let grant = TokenHash::of(&crate::secret::Secret::new("lle_v"));
+        store
+            .add_enrollment_token(&grant, None, None, at(0))
+            .await
+            .unwrap();
+        store
+            .enroll(&grant, &enrollment("m1", "f1"), at(0))
+            .await
+            .unwrap();
+        for i in 0..(VITALS_HISTORY + 5) {
+            store
+                .record_heartbeat("m1", &format!("{{\"n\":{i}}}"), at(i))
+                .await
+                .unwrap();
+        }
+        let rows = store.vitals("m1", 5000).await.unwrap();
+        assert_eq!(rows.len() as i64, VITALS_HISTORY);
+        assert!(rows[0].1.contains(&format!("{}", VITALS_HISTORY + 4)));
     }
 }

@@ -30,6 +30,15 @@ pub mod paths {
     pub const AGENT_TICKETS: &str = "/api/v1/agent/tickets";
     pub const AGENT_MACHINE: &str = "/api/v1/agent/machine";
     pub const AGENT_RENEW: &str = "/api/v1/agent/renew";
+    pub const AGENT_HEARTBEAT: &str = "/api/v1/agent/heartbeat";
+    /// Long-poll for work: `?wait_secs=N`.
+    pub const AGENT_WORK: &str = "/api/v1/agent/work";
+    /// `POST` a work result: `/api/v1/agent/work/{id}/result`.
+    pub const AGENT_WORK_RESULT: &str = "/api/v1/agent/work/{id}/result";
+    /// `POST` to queue a live inspection of a machine.
+    pub const MACHINE_INSPECT: &str = "/api/v1/machines/{id}/inspect";
+    /// `GET` where a piece of work stands: `?wait_secs=N` waits for a change.
+    pub const WORK: &str = "/api/v1/work/{id}";
     pub const TICKETS: &str = "/api/v1/tickets";
     pub const MACHINES: &str = "/api/v1/machines";
     pub const USERS: &str = "/api/v1/users";
@@ -378,6 +387,9 @@ pub struct MachineSummary {
     #[serde(with = "time::serde::rfc3339")]
     pub certificate_not_after: OffsetDateTime,
     pub open_tickets: u64,
+    /// Heard from within `work::OFFLINE_AFTER_SECS` (computed by the collector when answering).
+    #[serde(default)]
+    pub online: bool,
 }
 
 /// `GET /api/v1/machines/{id}`.
@@ -388,6 +400,20 @@ pub struct MachineDetail {
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
     pub tickets: Vec<TicketSummary>,
+    /// The newest heartbeat's figures.
+    #[serde(default)]
+    pub last_vitals: Option<crate::v1::vitals::Vitals>,
+    /// Recent heartbeats, newest first (bounded).
+    #[serde(default)]
+    pub recent_vitals: Vec<VitalsSample>,
+}
+
+/// One heartbeat as the collector received it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VitalsSample {
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+    pub vitals: crate::v1::vitals::Vitals,
 }
 
 /// `POST /api/v1/users`.
