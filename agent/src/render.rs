@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use lifeline_shared::findings::Severity;
-use lifeline_shared::v1::snapshot::{Section, SectionName, Snapshot};
+use lifeline_shared::v1::snapshot::{Section, Snapshot};
 
 /// Width of the section label column.
 const LABEL: usize = 10;
@@ -325,39 +325,8 @@ pub fn summary(s: &Snapshot, findings_only: bool, timings: bool) -> String {
 /// How long each section took.
 pub fn timing_table(s: &Snapshot) -> String {
     let mut out = String::from("Timings\n");
-    let mut add = |name: SectionName, ms: Option<u64>| {
-        if let Some(ms) = ms {
-            let _ = writeln!(out, "  {:<LABEL$} {ms:>6} ms", name.as_str());
-        }
-    };
-    add(SectionName::System, s.system.as_ref().map(|x| x.elapsed_ms));
-    add(SectionName::Cpu, s.cpu.as_ref().map(|x| x.elapsed_ms));
-    add(SectionName::Memory, s.memory.as_ref().map(|x| x.elapsed_ms));
-    add(
-        SectionName::Storage,
-        s.storage.as_ref().map(|x| x.elapsed_ms),
-    );
-    add(
-        SectionName::Network,
-        s.network.as_ref().map(|x| x.elapsed_ms),
-    );
-    add(
-        SectionName::Processes,
-        s.processes.as_ref().map(|x| x.elapsed_ms),
-    );
-    add(
-        SectionName::Services,
-        s.services.as_ref().map(|x| x.elapsed_ms),
-    );
-    add(
-        SectionName::Software,
-        s.software.as_ref().map(|x| x.elapsed_ms),
-    );
-    add(SectionName::Logs, s.logs.as_ref().map(|x| x.elapsed_ms));
-    add(
-        SectionName::Hardware,
-        s.hardware.as_ref().map(|x| x.elapsed_ms),
-    );
-    add(SectionName::User, s.user.as_ref().map(|x| x.elapsed_ms));
+    for (name, ms) in s.section_timings() {
+        let _ = writeln!(out, "  {:<LABEL$} {ms:>6} ms", name.as_str());
+    }
     out
 }

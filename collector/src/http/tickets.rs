@@ -142,17 +142,22 @@ fn ticket_number(
     Ok(n)
 }
 
-async fn show_ticket(
-    State(state): State<AppState>,
-    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<TicketDetail>, ApiError> {
-    let n = ticket_number(path)?;
+/// Ticket `n` as technicians see it, or 404.
+async fn ticket_detail(state: &AppState, n: u64) -> Result<Json<TicketDetail>, ApiError> {
     state
         .store
         .ticket(n)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no ticket #{n}")))
+}
+
+async fn show_ticket(
+    State(state): State<AppState>,
+    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<TicketDetail>, ApiError> {
+    let n = ticket_number(path)?;
+    ticket_detail(&state, n).await
 }
 
 async fn update_ticket(
@@ -186,12 +191,7 @@ async fn update_ticket(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no ticket #{n}")))?;
     tracing::info!(by = %staff.name, number = n, ?update, "ticket updated");
-    state
-        .store
-        .ticket(n)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no ticket #{n}")))
+    ticket_detail(&state, n).await
 }
 
 async fn add_comment(
@@ -211,10 +211,5 @@ async fn add_comment(
     {
         return Err(ApiError::NotFound(format!("no ticket #{n}")));
     }
-    state
-        .store
-        .ticket(n)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no ticket #{n}")))
+    ticket_detail(&state, n).await
 }

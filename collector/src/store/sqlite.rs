@@ -1056,6 +1056,21 @@ mod tests {
         (dir, store)
     }
 
+    /// A store with one enrolled machine, `m1` (certificate `fp1`), enrolled at t=1000.
+    async fn store_with_machine() -> (tempfile::TempDir, SqliteStore) {
+        let (dir, store) = store().await;
+        let token = TokenHash::of(&Secret::new("lle_x"));
+        store
+            .add_enrollment_token(&token, None, None, at(1_000))
+            .await
+            .unwrap();
+        store
+            .enroll(&token, &enrollment("m1", "fp1"), at(1_000))
+            .await
+            .unwrap();
+        (dir, store)
+    }
+
     fn enrollment(id: &str, fp: &str) -> Enrollment {
         Enrollment {
             machine_id: id.into(),
@@ -1126,16 +1141,7 @@ mod tests {
 
     #[tokio::test]
     async fn same_idempotency_key_gives_the_same_ticket_and_numbers_are_sequential() {
-        let (_dir, store) = store().await;
-        let token = TokenHash::of(&Secret::new("lle_x"));
-        store
-            .add_enrollment_token(&token, None, None, at(1_000))
-            .await
-            .unwrap();
-        store
-            .enroll(&token, &enrollment("m1", "fp1"), at(1_000))
-            .await
-            .unwrap();
+        let (_dir, store) = store_with_machine().await;
         let first = store.record_ticket(&ticket("k1"), at(1_100)).await.unwrap();
         let again = store.record_ticket(&ticket("k1"), at(1_200)).await.unwrap();
         let second = store.record_ticket(&ticket("k2"), at(1_300)).await.unwrap();
@@ -1150,16 +1156,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_reports_get_distinct_numbers_and_retries_share_one() {
-        let (_dir, store) = store().await;
-        let token = TokenHash::of(&Secret::new("lle_x"));
-        store
-            .add_enrollment_token(&token, None, None, at(1_000))
-            .await
-            .unwrap();
-        store
-            .enroll(&token, &enrollment("m1", "fp1"), at(1_000))
-            .await
-            .unwrap();
+        let (_dir, store) = store_with_machine().await;
         let store = std::sync::Arc::new(store);
         let mut tasks = Vec::new();
         for i in 0..40 {
@@ -1240,16 +1237,7 @@ mod tests {
 
     #[tokio::test]
     async fn resolving_sets_and_reopening_clears_resolved_at() {
-        let (_dir, store) = store().await;
-        let token = TokenHash::of(&Secret::new("lle_x"));
-        store
-            .add_enrollment_token(&token, None, None, at(1_000))
-            .await
-            .unwrap();
-        store
-            .enroll(&token, &enrollment("m1", "fp1"), at(1_000))
-            .await
-            .unwrap();
+        let (_dir, store) = store_with_machine().await;
         store.record_ticket(&ticket("k1"), at(1_100)).await.unwrap();
         let resolve = TicketUpdate {
             status: Some(TicketStatus::Resolved),

@@ -193,50 +193,49 @@ impl Snapshot {
         Self::data(&self.user)
     }
 
+    /// Errors and elapsed time of every section, collected or not, in display order.
+    fn section_meta(&self) -> [(SectionName, Option<SectionMeta<'_>>); 11] {
+        fn meta<T>(s: &Option<Section<T>>) -> Option<SectionMeta<'_>> {
+            s.as_ref().map(|s| (&s.errors, s.elapsed_ms))
+        }
+        [
+            (SectionName::System, meta(&self.system)),
+            (SectionName::Cpu, meta(&self.cpu)),
+            (SectionName::Memory, meta(&self.memory)),
+            (SectionName::Storage, meta(&self.storage)),
+            (SectionName::Network, meta(&self.network)),
+            (SectionName::Processes, meta(&self.processes)),
+            (SectionName::Services, meta(&self.services)),
+            (SectionName::Software, meta(&self.software)),
+            (SectionName::Logs, meta(&self.logs)),
+            (SectionName::Hardware, meta(&self.hardware)),
+            (SectionName::User, meta(&self.user)),
+        ]
+    }
+
     /// Errors of every collected section, as `(section, message)` pairs.
     pub fn section_errors(&self) -> Vec<(SectionName, &str)> {
-        let lists: [(SectionName, Option<&Vec<String>>); 11] = [
-            (SectionName::System, self.system.as_ref().map(|s| &s.errors)),
-            (SectionName::Cpu, self.cpu.as_ref().map(|s| &s.errors)),
-            (SectionName::Memory, self.memory.as_ref().map(|s| &s.errors)),
-            (
-                SectionName::Storage,
-                self.storage.as_ref().map(|s| &s.errors),
-            ),
-            (
-                SectionName::Network,
-                self.network.as_ref().map(|s| &s.errors),
-            ),
-            (
-                SectionName::Processes,
-                self.processes.as_ref().map(|s| &s.errors),
-            ),
-            (
-                SectionName::Services,
-                self.services.as_ref().map(|s| &s.errors),
-            ),
-            (
-                SectionName::Software,
-                self.software.as_ref().map(|s| &s.errors),
-            ),
-            (SectionName::Logs, self.logs.as_ref().map(|s| &s.errors)),
-            (
-                SectionName::Hardware,
-                self.hardware.as_ref().map(|s| &s.errors),
-            ),
-            (SectionName::User, self.user.as_ref().map(|s| &s.errors)),
-        ];
-        lists
+        self.section_meta()
             .into_iter()
-            .flat_map(|(name, errors)| {
-                errors
-                    .into_iter()
-                    .flatten()
+            .flat_map(|(name, meta)| {
+                meta.into_iter()
+                    .flat_map(|(errors, _)| errors.iter())
                     .map(move |e| (name, e.as_str()))
             })
             .collect()
     }
+
+    /// How long each collected section took, in milliseconds.
+    pub fn section_timings(&self) -> Vec<(SectionName, u64)> {
+        self.section_meta()
+            .into_iter()
+            .filter_map(|(name, meta)| meta.map(|(_, ms)| (name, ms)))
+            .collect()
+    }
 }
+
+/// A section's errors and elapsed milliseconds.
+type SectionMeta<'a> = (&'a Vec<String>, u64);
 
 /// One section: its data (absent when it failed as a whole), what could not be read, and how long
 /// it took.
