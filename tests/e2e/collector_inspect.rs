@@ -223,3 +223,42 @@ fn real_agent_service_heartbeats_and_answers_an_inspection() {
     let ticket = collector.cli_json(&["tickets", "show", "1"]);
     assert_eq!(ticket["snapshots"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn an_offline_machine_is_reported_and_its_inspection_waits_for_its_return() {
+    let collector = TestCollector::spawn();
+    let agent = TestAgent::enrolled(&collector);
+    // No service runs: after OFFLINE_AFTER_SECS without contact the machine is offline. There is
+    // no way to move the collector's clock from outside, so this test really waits.
+    let offline_after = lifeline_shared::v1::work::OFFLINE_AFTER_SECS as u64;
+    std::thread::sleep(Duration::from_secs(offline_after + 3));
+    let listed = collector.cli_json(&["machines", "list"]);
+    assert_eq!(listed[0]["online"], false, "{listed}");
+
+    let out = collector.cli(&["machines", "inspect", &agent.machine_id, "--timeout", "1"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is offline (last seen"), "{stderr}");
+    assert!(stderr.contains("the request waits until"), "{stderr}");
+
+    // The machine comes back: the queued inspection is delivered and answered.
+    let _service = RunningAgent(
+        std::process::Command::new(crate::binaries::agent())
+            .args(["run", "--heartbeat-secs", "1", "--poll-secs", "5"])
+            .env("LIFELINE_AGENT_DIR", agent.dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start lifeline-agent run"),
+    );
+    eventually(
+        "the waiting inspection is answered",
+        Duration::from_secs(60),
+        || {
+            let status = collector.cli_json(&["work", "show", "1"]);
+            (status["state"] == "done").then_some(())
+        },
+    );
+    let listed = collector.cli_json(&["machines", "list"]);
+    assert_eq!(listed[0]["online"], true, "{listed}");
+}
