@@ -275,20 +275,31 @@ fn heartbeat_loop(shared: &Shared, cadence: Cadence) {
 
 fn delivery_loop(shared: &Shared, spool: &Spool, cadence: Cadence) {
     let mut client: Option<EnrolledClient> = None;
+    // Parsing the queue means reading every queued snapshot, so it is re-read only when the
+    // directory changed (a new report, a delivery) or the earliest retry time has come.
+    let mut seen_change: Option<std::time::SystemTime> = None;
+    let mut next_attempt: Option<OffsetDateTime> = None;
     loop {
         let now = OffsetDateTime::now_utc();
-        let due = match spool.load::<report::Report>() {
-            Ok((entries, notices)) => {
-                for n in notices {
-                    eprintln!("lifeline-agent: warning: {n}");
+        let changed = std::fs::metadata(spool.dir())
+            .and_then(|m| m.modified())
+            .ok();
+        let look = changed != seen_change || next_attempt.is_some_and(|t| t <= now);
+        let due = look
+            && match spool.load::<report::Report>() {
+                Ok((entries, notices)) => {
+                    for n in notices {
+                        eprintln!("lifeline-agent: warning: {n}");
+                    }
+                    seen_change = changed;
+                    next_attempt = entries.iter().map(|e| e.next_attempt_at).min();
+                    next_attempt.is_some_and(|t| t <= now)
                 }
-                entries.iter().any(|e| e.next_attempt_at <= now)
-            }
-            Err(e) => {
-                eprintln!("lifeline-agent: cannot read the spool: {e}");
-                false
-            }
-        };
+                Err(e) => {
+                    eprintln!("lifeline-agent: cannot read the spool: {e}");
+                    false
+                }
+            };
         if due {
             if client.is_none() {
                 client = connect(shared)
