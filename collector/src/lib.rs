@@ -4,6 +4,7 @@
 //! [`http::router`] builds the API, [`bootstrap::prepare`] readies the data directory, and
 //! [`cli`] holds the client subcommands that talk to a running collector.
 
+pub mod audit;
 pub mod bootstrap;
 pub mod cli;
 pub mod clock;

@@ -14,6 +14,7 @@ use lifeline_shared::v1::api::{
     MachineDetail, MachineStatus, MachineSummary, Role, TicketDetail, TicketFilter, TicketSummary,
     TicketUpdate, Urgency, UserSummary,
 };
+use lifeline_shared::v1::audit::AuditEntry;
 use time::OffsetDateTime;
 
 use crate::secret::TokenHash;
@@ -134,6 +135,15 @@ pub enum WorkOutcome {
     /// The snapshot JSON (findings already recomputed by the collector).
     Snapshot(String),
     Failed(String),
+}
+
+/// An audit event to append; the store assigns its sequence number and chain hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAuditEntry {
+    pub actor: String,
+    pub action: String,
+    pub subject: Option<String>,
+    pub detail: serde_json::Value,
 }
 
 /// The storage interface of the collector.
@@ -264,4 +274,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         outcome: &'a WorkOutcome,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<WorkRecord>>;
+
+    /// Appends one entry to the audit log, chained to the last one, and returns it as stored.
+    /// Appends are serialised so the chain stays a single line.
+    fn append_audit<'a>(
+        &'a self,
+        entry: &'a NewAuditEntry,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, AuditEntry>;
 }

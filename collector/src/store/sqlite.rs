@@ -14,6 +14,7 @@ use lifeline_shared::v1::api::{
     TicketDetail, TicketFilter, TicketStatus, TicketSummary, TicketUpdate, Tier, Urgency,
     UserSummary,
 };
+use lifeline_shared::v1::audit::{self, AuditEntry, GENESIS_HASH};
 use lifeline_shared::v1::snapshot::Snapshot;
 use lifeline_shared::v1::work::WorkState;
 use sqlx::Row;
@@ -25,8 +26,8 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Enrollment, EnrollmentRefusal, MachineRecord, RecordedTicket, Store, StoreError, StoreFuture,
-    TicketRecord, UserRecord, VITALS_HISTORY, WorkOutcome, WorkRecord,
+    Enrollment, EnrollmentRefusal, MachineRecord, NewAuditEntry, RecordedTicket, Store, StoreError,
+    StoreFuture, TicketRecord, UserRecord, VITALS_HISTORY, WorkOutcome, WorkRecord,
 };
 use crate::secret::TokenHash;
 
@@ -38,6 +39,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The group-commit writer for tickets (see [`ingest_loop`]).
     ingest: mpsc::Sender<IngestJob>,
+    /// Serialises audit appends: each reads the chain's head and writes the next entry.
+    audit: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -61,7 +64,11 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await?;
         let (ingest, jobs) = mpsc::channel(INGEST_QUEUE);
         tokio::spawn(ingest_loop(pool.clone(), jobs));
-        Ok(SqliteStore { pool, ingest })
+        Ok(SqliteStore {
+            pool,
+            ingest,
+            audit: std::sync::Arc::default(),
+        })
     }
 }
 
@@ -1002,6 +1009,54 @@ impl Store for SqliteStore {
             }
             tx.commit().await?;
             load_work(&self.pool, id).await
+        })
+    }
+
+    fn append_audit<'a>(
+        &'a self,
+        entry: &'a NewAuditEntry,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, AuditEntry> {
+        Box::pin(async move {
+            // Under the lock nobody else appends, so the head read here stays the head; the
+            // insert is a single statement, so no read transaction has to upgrade to a write.
+            let _guard = self.audit.lock().await;
+            let head = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+            let (seq, prev_hash) = match head {
+                Some(row) => (
+                    to_u64(row.try_get("seq")?)? + 1,
+                    row.try_get::<String, _>("hash")?,
+                ),
+                None => (1, GENESIS_HASH.to_owned()),
+            };
+            let mut stored = AuditEntry {
+                seq,
+                at: now,
+                actor: entry.actor.clone(),
+                action: entry.action.clone(),
+                subject: entry.subject.clone(),
+                detail: entry.detail.clone(),
+                prev_hash,
+                hash: String::new(),
+            };
+            stored.hash = stored.compute_hash();
+            sqlx::query(
+                "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(to_i64(stored.seq))
+            .bind(millis(stored.at))
+            .bind(&stored.actor)
+            .bind(&stored.action)
+            .bind(stored.subject.as_deref())
+            .bind(audit::canonical_json(&stored.detail))
+            .bind(&stored.prev_hash)
+            .bind(&stored.hash)
+            .execute(&self.pool)
+            .await?;
+            Ok(stored)
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Version 1 of the wire format.
 
 pub mod api;
+pub mod audit;
 pub mod catalog;
 pub mod run;
 pub mod snapshot;
