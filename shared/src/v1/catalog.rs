@@ -23,6 +23,7 @@
 //! risk = "medium"                  # low | medium | high (high needs an admin's approval)
 //! consent = false                  # true: the end user must agree before it runs
 //! os = ["linux"]                   # linux | windows | macos
+//! recheck = ["storage"]            # optional: sections collected again before and after the run
 //!
 //! [action.params.size]
 //! type = "integer"                 # enum (values) | integer (min, max) |
@@ -64,6 +65,7 @@
 //! risk                                       string ("low", "medium", "high")
 //! consent                                    bool
 //! os                                         list of strings, sorted
+//! recheck                                    list of section names, sorted
 //! ```
 //!
 //! The encoder destructures [`Action`] field by field, so adding a field without deciding how it
@@ -98,6 +100,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+
+use crate::v1::snapshot::SectionName;
 
 mod params;
 mod signing;
@@ -299,6 +303,8 @@ struct ActionSource {
     risk: Risk,
     consent: bool,
     os: Vec<Os>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    recheck: Vec<SectionName>,
 }
 
 /// The `type` of a parameter.
@@ -424,6 +430,7 @@ pub struct Action {
     risk: Risk,
     consent: bool,
     os: Vec<Os>,
+    recheck: Vec<SectionName>,
 }
 
 impl Action {
@@ -478,6 +485,12 @@ impl Action {
     /// Systems the action is written for, sorted.
     pub fn os(&self) -> &[Os] {
         &self.os
+    }
+
+    /// Snapshot sections the agent collects again right before and after the run, so the ticket
+    /// shows the findings before and after (sorted, without duplicates; may be empty).
+    pub fn recheck(&self) -> &[SectionName] {
+        &self.recheck
     }
 
     pub fn runs_on(&self, os: Os) -> bool {
@@ -578,6 +591,7 @@ impl Action {
             risk,
             consent,
             os,
+            recheck,
         } = source;
 
         let id: ActionId = id
@@ -665,6 +679,17 @@ impl Action {
             ));
         }
 
+        let mut recheck = recheck;
+        recheck.sort();
+        recheck.dedup();
+        if recheck.contains(&SectionName::Findings) {
+            return Err(action_err(
+                "recheck: findings are not a section to collect; name the sections they come \
+                 from (storage, services, ...)"
+                    .to_owned(),
+            ));
+        }
+
         Ok(Action {
             id,
             title,
@@ -677,6 +702,7 @@ impl Action {
             risk,
             consent,
             os,
+            recheck,
         })
     }
 
@@ -697,6 +723,7 @@ impl Action {
             risk: self.risk,
             consent: self.consent,
             os: self.os.clone(),
+            recheck: self.recheck.clone(),
         }
     }
 }
@@ -1028,6 +1055,40 @@ type = "pid"
         assert!(greet.consent());
         assert_eq!(greet.description(), "Two lines\nof description.");
         assert!(catalog.action("nope").is_none());
+    }
+
+    #[test]
+    fn recheck_names_sections_and_is_part_of_the_signed_action() {
+        let catalog = Catalog::from_toml(&edited(
+            "os = [\"macos\", \"linux\", \"linux\"]",
+            "os = [\"linux\"]\nrecheck = [\"storage\", \"services\", \"storage\"]",
+        ))
+        .unwrap();
+        let greet = catalog.action("greet").unwrap();
+        assert_eq!(
+            greet.recheck(),
+            [SectionName::Storage, SectionName::Services]
+        );
+        assert!(small().action("greet").unwrap().recheck().is_empty());
+        assert_ne!(
+            greet.canonical_bytes(2),
+            small().action("greet").unwrap().canonical_bytes(2)
+        );
+        let json = serde_json::to_value(greet).unwrap();
+        assert_eq!(json["recheck"], serde_json::json!(["storage", "services"]));
+        let back: Action = serde_json::from_value(json).unwrap();
+        assert_eq!(&back, greet);
+
+        let e = err(&edited(
+            "os = [\"linux\"]\n\n[action.params.pid]",
+            "os = [\"linux\"]\nrecheck = [\"disks\"]\n\n[action.params.pid]",
+        ));
+        assert!(e.contains("kill-process") && e.contains("recheck"), "{e}");
+        let e = err(&edited(
+            "os = [\"linux\"]\n\n[action.params.pid]",
+            "os = [\"linux\"]\nrecheck = [\"findings\"]\n\n[action.params.pid]",
+        ));
+        assert!(e.contains("findings are not a section"), "{e}");
     }
 
     #[test]

@@ -100,6 +100,7 @@ fn encode_action(e: &mut Encoder, action: &Action) {
         risk,
         consent,
         os,
+        recheck,
     } = action;
     e.str(id.as_str());
     e.str(title);
@@ -130,6 +131,7 @@ fn encode_action(e: &mut Encoder, action: &Action) {
     e.str(risk.as_str());
     e.bool(*consent);
     e.strs(os.iter().map(|o| o.as_str()));
+    e.strs(recheck.iter().map(|s| s.as_str()));
 }
 
 impl Action {
@@ -1537,13 +1539,14 @@ mod tests {
         expected.push(0);
         expected.extend(1u64.to_be_bytes());
         string(&mut expected, "linux");
+        expected.extend(0u64.to_be_bytes()); // recheck: none
 
         let catalog = small();
         let kill = catalog.action("kill-process").unwrap();
         assert_eq!(kill.canonical_bytes(2), expected);
         assert_eq!(
             hex(digest::digest(&digest::SHA256, &expected).as_ref()),
-            "8c2ead78dfc609a862e9aef12e1d4a49907a46c478b31f59622ba39d5c950a6c"
+            "431087de4f40a90c18b131d815d22768cff68f1b268b41824badd2b837820cc5"
         );
 
         let whole = catalog.canonical_bytes();
