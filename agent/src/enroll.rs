@@ -11,8 +11,11 @@ use lifeline_shared::v1::api::{EnrollRequest, EnrollResponse, MachineStatus, Ren
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 use time::OffsetDateTime;
 
+use lifeline_shared::v1::catalog::PublicKey;
+
 use crate::config::{AgentConfig, AgentDir, ConfigError};
 use crate::transport::{self, Collector, Identity, TransportError};
+use crate::trust::TrustStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EnrollError {
@@ -28,6 +31,8 @@ pub enum EnrollError {
     EmptyToken,
     #[error("this agent's certificate expired on {0}: enroll again with a new enrollment token")]
     Expired(OffsetDateTime),
+    #[error(transparent)]
+    Trust(#[from] crate::trust::TrustError),
 }
 
 /// What the user asked for.
@@ -51,11 +56,20 @@ impl std::fmt::Debug for EnrollOptions<'_> {
 }
 
 /// Enrolls and saves the result in `dir`.
+/// What an enrollment gave: the saved configuration, the machine's status, and the catalog keys
+/// the collector trusts (for trust on first use).
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    pub config: AgentConfig,
+    pub status: MachineStatus,
+    pub catalog_keys: Vec<PublicKey>,
+}
+
 pub fn enroll(
     dir: &AgentDir,
     options: &EnrollOptions<'_>,
     now: OffsetDateTime,
-) -> Result<(AgentConfig, MachineStatus), EnrollError> {
+) -> Result<Enrolled, EnrollError> {
     let token = options.token.trim();
     if token.is_empty() {
         return Err(EnrollError::EmptyToken);
@@ -99,7 +113,11 @@ pub fn enroll(
         enrolled_at: now,
     };
     dir.save(&config, &key_pem, &answer.certificate_pem, &ca_pem)?;
-    Ok((config, answer.status))
+    Ok(Enrolled {
+        config,
+        status: answer.status,
+        catalog_keys: answer.catalog_keys,
+    })
 }
 
 /// A fresh ECDSA P-256 key pair and a CSR for it.
@@ -189,6 +207,10 @@ pub struct EnrollArgs {
     /// The collector's CA certificate (its ca.pem); pinned from now on
     #[arg(long)]
     pub ca: std::path::PathBuf,
+    /// The admins' catalog signing key (lifeline-catalog.pub) to pin (recommended). Without it,
+    /// the agent trusts the keys the collector offers now, once, and prints their fingerprints.
+    #[arg(long, value_name = "KEY.pub")]
+    pub catalog_key: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for EnrollArgs {
@@ -197,6 +219,7 @@ impl std::fmt::Debug for EnrollArgs {
             .field("server", &self.server)
             .field("token", &"***")
             .field("ca", &self.ca)
+            .field("catalog_key", &self.catalog_key)
             .finish()
     }
 }
@@ -204,12 +227,17 @@ impl std::fmt::Debug for EnrollArgs {
 /// Runs `lifeline-agent enroll` and prints the outcome.
 pub fn run(args: &EnrollArgs) -> Result<(), EnrollError> {
     let dir = AgentDir::from_env()?;
+    // Read the key to pin before anything is sent, so a wrong path fails fast and changes nothing.
+    let pinned = match &args.catalog_key {
+        Some(path) => Some(read_catalog_key(path)?),
+        None => None,
+    };
     let hostname = sysinfo::System::host_name()
         .ok()
         .filter(|h| !h.trim().is_empty())
         .unwrap_or_else(|| "unknown-host".to_owned());
     let now = OffsetDateTime::now_utc();
-    let (config, status) = enroll(
+    let enrolled = enroll(
         &dir,
         &EnrollOptions {
             server: &args.server,
@@ -219,6 +247,7 @@ pub fn run(args: &EnrollArgs) -> Result<(), EnrollError> {
         },
         now,
     )?;
+    let config = &enrolled.config;
     println!(
         "Enrolled with {} as machine {} (certificate valid until {}). Files: {}",
         config.server,
@@ -226,10 +255,86 @@ pub fn run(args: &EnrollArgs) -> Result<(), EnrollError> {
         config.certificate_not_after.date(),
         dir.root.display()
     );
-    if status == MachineStatus::Pending {
+    if enrolled.status == MachineStatus::Pending {
         println!(
             "The collector's administrator must approve this machine before it can file tickets."
         );
     }
+    let trust = TrustStore::open(&dir)?;
+    for line in catalog_trust(&trust, pinned, &enrolled.catalog_keys, now)? {
+        println!("{line}");
+    }
     Ok(())
+}
+
+fn read_catalog_key(path: &Path) -> Result<PublicKey, EnrollError> {
+    let io = |source| crate::trust::TrustError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // A little more than any key file, so an oversized one is reported as such.
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, 128 * 1024), &mut text)
+        .map_err(io)?;
+    PublicKey::from_pem(&text).map_err(|source| {
+        crate::trust::TrustError::KeyFile {
+            path: path.to_owned(),
+            source,
+        }
+        .into()
+    })
+}
+
+/// Pins `pinned`, or trusts the collector's `offered` keys on first use; returns what to tell
+/// the person enrolling.
+pub fn catalog_trust(
+    trust: &TrustStore,
+    pinned: Option<PublicKey>,
+    offered: &[PublicKey],
+    now: OffsetDateTime,
+) -> Result<Vec<String>, EnrollError> {
+    let mut lines = Vec::new();
+    if let Some(key) = pinned {
+        trust.pin(&[key], now)?;
+        lines.push(format!("Pinned catalog signing key {}.", key.id()));
+        if !offered.is_empty() && !offered.contains(&key) {
+            lines.push(
+                "Note: the collector does not trust this key yet; actions signed with it run \
+                 once an admin publishes a catalog signed with it."
+                    .to_owned(),
+            );
+        }
+        return Ok(lines);
+    }
+    if offered.is_empty() {
+        if trust.keys()?.is_empty() {
+            lines.push(
+                "No catalog signing key is trusted yet, so remote actions stay off on this \
+                 machine. Enroll again with --catalog-key lifeline-catalog.pub (recommended), or \
+                 after an admin has trusted a key on the collector."
+                    .to_owned(),
+            );
+        }
+        return Ok(lines);
+    }
+    match trust.trust_on_first_use(offered, now) {
+        Ok(ids) => {
+            lines.push(
+                "Trusting the collector's catalog signing key(s) on first use. Compare these \
+                 fingerprints with the admins' lifeline-catalog.pub (or enroll with \
+                 --catalog-key to pin the key yourself):"
+                    .to_owned(),
+            );
+            lines.extend(ids.iter().map(|id| format!("  {id}")));
+        }
+        Err(crate::trust::TrustError::AlreadyPinned { trusted, offered }) => {
+            lines.push(format!(
+                "Warning: the collector offers catalog key(s) {offered}, but this machine already \
+                 trusts {trusted}; the trusted keys stay, and the collector cannot change them."
+            ));
+        }
+        Err(other) => return Err(other.into()),
+    }
+    Ok(lines)
 }

@@ -3,7 +3,8 @@
 //! Three threads, each a plain loop with its own cadence, so one slow part never holds up another:
 //! - **heartbeat**: sends vitals every interval and learns the collector's clock;
 //! - **delivery**: sends queued tickets when they are due, with exponential backoff and jitter;
-//! - **work**: keeps one long-poll open for work (live inspections) and answers it.
+//! - **work**: keeps one long-poll open for work (live inspections, action runs) and answers it;
+//!   each run gets a thread of its own ([`crate::exec::remote`]).
 //!
 //! Every failure is logged and retried after a backoff; nothing here exits on a network error,
 //! so the service reconnects by itself after the collector restarts. A lock file makes sure only
@@ -331,7 +332,7 @@ fn delivery_loop(shared: &Shared, spool: &Spool, cadence: Cadence) {
     }
 }
 
-fn work_loop(shared: &Shared, cadence: Cadence) {
+fn work_loop(shared: &Arc<Shared>, cadence: Cadence) {
     let mut client: Option<EnrolledClient> = None;
     let mut failures = 0u32;
     let wait_secs = cadence.poll_wait.as_secs().clamp(1, MAX_WAIT_SECS);
@@ -367,9 +368,31 @@ fn work_loop(shared: &Shared, cadence: Cadence) {
     }
 }
 
-/// Does one piece of work and reports the result.
-fn answer(shared: &Shared, client: &EnrolledClient, item: WorkItem) {
+/// Does one piece of work and reports the result. A run goes to a thread of its own, so a long
+/// action never holds up inspections or other runs.
+fn answer(shared: &Arc<Shared>, client: &EnrolledClient, item: WorkItem) {
     let result = match item.kind {
+        WorkKind::Run { request } => {
+            let shared = Arc::clone(shared);
+            let id = item.id;
+            spawn(&format!("run-{id}"), move || {
+                let client = match EnrolledClient::open(&shared.dir) {
+                    Ok(client) => client,
+                    Err(e) => {
+                        eprintln!("lifeline-agent: cannot answer run {id}: {e}");
+                        return;
+                    }
+                };
+                eprintln!(
+                    "lifeline-agent: run {id}: action {} requested by {}",
+                    request.action.id(),
+                    request.requested_by
+                );
+                let result = crate::exec::remote::handle(&shared.dir, &client, id, &request);
+                send_result(&client, id, &result);
+            });
+            return;
+        }
         WorkKind::Inspect => {
             let options = collect::Options {
                 collector: client.collector.authority(),
@@ -390,9 +413,14 @@ fn answer(shared: &Shared, client: &EnrolledClient, item: WorkItem) {
             ),
         },
     };
-    let path = paths::work_result(item.id);
+    send_result(client, item.id, &result);
+}
+
+/// Sends the result of work `id`.
+fn send_result(client: &EnrolledClient, id: u64, result: &WorkResult) {
+    let path = paths::work_result(id);
     let url = client.collector.url(&path);
-    let sent = report::compress_json(&result).and_then(|body| {
+    let sent = report::compress_json(result).and_then(|body| {
         let response = client
             .collector
             .post(&path)
@@ -402,11 +430,8 @@ fn answer(shared: &Shared, client: &EnrolledClient, item: WorkItem) {
         transport::finish::<serde_json::Value>(&url, response).map_err(ReportError::from)
     });
     match sent {
-        Ok(_) => eprintln!("lifeline-agent: answered work {}", item.id),
-        Err(e) => eprintln!(
-            "lifeline-agent: could not send the result of work {}: {e}",
-            item.id
-        ),
+        Ok(_) => eprintln!("lifeline-agent: answered work {id}"),
+        Err(e) => eprintln!("lifeline-agent: could not send the result of work {id}: {e}"),
     }
 }
 

@@ -33,6 +33,11 @@ impl Wakeups {
         format!("w:{id}")
     }
 
+    /// A run request (approval, dispatch, progress and result).
+    pub fn run(id: u64) -> String {
+        format!("r:{id}")
+    }
+
     /// Registers interest in `key`.
     pub fn subscribe(&self, key: String) -> Subscription<'_> {
         let notify = {

@@ -44,10 +44,39 @@ pub struct ActionContext<'a> {
     pub policy: &'a Policy,
     /// The current time: passed in, never read inside.
     pub now: OffsetDateTime,
-    /// Whether someone at the machine can be asked to agree. Nothing can ask yet, so the service
-    /// passes `false` and actions with `consent = true` are refused.
+    /// Whether someone at the machine can be asked to agree ([`RunHooks::ask_consent`]). When
+    /// `false`, actions with `consent = true` are refused with [`NO_CONSENT`].
     pub user_can_consent: bool,
 }
+
+/// The end user's answer to a consent request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consent {
+    Allowed,
+    Denied,
+    /// Nobody answered in time: the same as a denial.
+    TimedOut,
+    /// Nobody could be asked after all (no desktop session).
+    NoUser,
+}
+
+/// What happens around the checks: asking the end user, and hearing that the program starts.
+pub trait RunHooks {
+    /// Asks the person at the machine whether `action` may run. Called only when every other
+    /// check passed and [`ActionContext::user_can_consent`] is true.
+    fn ask_consent(&self, _action: &Action, _request: &RunRequest) -> Consent {
+        Consent::Allowed
+    }
+
+    /// Every check passed; the program starts as soon as this returns.
+    fn starting(&self, _action: &Action) {}
+}
+
+/// No hooks: consent is granted whenever [`ActionContext::user_can_consent`] allows asking.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHooks;
+
+impl RunHooks for NoHooks {}
 
 /// Why a run was refused. The message is what the technician sees.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +112,10 @@ pub enum Refusal {
     Params(#[from] ParamsError),
     #[error("{NO_CONSENT}")]
     NoConsent,
+    #[error("the user at the machine denied the action")]
+    ConsentDenied,
+    #[error("the user at the machine did not answer in time (counted as a denial)")]
+    ConsentTimedOut,
     #[error("action {action}: {source}")]
     Start {
         action: String,
@@ -93,7 +126,20 @@ pub enum Refusal {
 
 /// Checks `request` and, when every check passes, runs it. Never fails: a refusal is an answer.
 pub fn execute(request: &RunRequest, ctx: &ActionContext<'_>) -> RunOutcome {
-    let result = match check(request, ctx).and_then(|(action, argv)| run(&action, &argv)) {
+    execute_with(request, ctx, &NoHooks)
+}
+
+/// [`execute`], with `hooks` asked for consent and told when the program starts.
+pub fn execute_with(
+    request: &RunRequest,
+    ctx: &ActionContext<'_>,
+    hooks: &dyn RunHooks,
+) -> RunOutcome {
+    let checked = check(request, ctx, hooks);
+    let result = match checked.and_then(|(action, argv)| {
+        hooks.starting(action.action());
+        run(&action, &argv)
+    }) {
         Ok(result) => result,
         Err(refusal) => RunResult::refused(refusal.to_string()),
     };
@@ -107,6 +153,7 @@ pub fn execute(request: &RunRequest, ctx: &ActionContext<'_>) -> RunOutcome {
 fn check(
     request: &RunRequest,
     ctx: &ActionContext<'_>,
+    hooks: &dyn RunHooks,
 ) -> Result<(VerifiedAction, Vec<String>), Refusal> {
     // 1. Machine.
     if request.machine_id != ctx.machine_id {
@@ -167,12 +214,20 @@ fn check(
     // 8. Parameters.
     let params = action.validate_params(&request.params)?;
 
-    // 9. Consent.
-    if action.consent() && !ctx.user_can_consent {
-        return Err(Refusal::NoConsent);
-    }
-
     let argv = action.argv(&params)?;
+
+    // 9. Consent, last: the user is asked only about a run that would otherwise go ahead.
+    if action.consent() {
+        if !ctx.user_can_consent {
+            return Err(Refusal::NoConsent);
+        }
+        match hooks.ask_consent(action, request) {
+            Consent::Allowed => {}
+            Consent::Denied => return Err(Refusal::ConsentDenied),
+            Consent::TimedOut => return Err(Refusal::ConsentTimedOut),
+            Consent::NoUser => return Err(Refusal::NoConsent),
+        }
+    }
     Ok((verified, argv))
 }
 
@@ -364,6 +419,7 @@ os = ["linux"]
             reason: Some("testing".to_owned()),
             ticket: Some(42),
             expires_at: NOW + Duration::minutes(10),
+            endorsements: Vec::new(),
         }
     }
 
@@ -694,6 +750,63 @@ os = ["linux"]
                 .execute(&request(signed("needs-consent"), &[]))
                 .succeeded()
         );
+    }
+
+    #[test]
+    fn the_users_answer_decides_and_only_a_run_that_passed_every_check_starts() {
+        struct Answer(Consent, std::cell::Cell<u32>, std::cell::Cell<u32>);
+        impl RunHooks for Answer {
+            fn ask_consent(&self, action: &Action, request: &RunRequest) -> Consent {
+                assert_eq!(action.id().as_str(), "needs-consent");
+                assert_eq!(request.requested_by, "tech");
+                self.1.set(self.1.get() + 1);
+                self.0
+            }
+            fn starting(&self, _action: &Action) {
+                self.2.set(self.2.get() + 1);
+            }
+        }
+        let mut machine = Machine::new();
+        machine.user_can_consent = true;
+        for (answer, expected) in [
+            (
+                Consent::Denied,
+                Some("the user at the machine denied the action"),
+            ),
+            (
+                Consent::TimedOut,
+                Some("the user at the machine did not answer in time (counted as a denial)"),
+            ),
+            (Consent::NoUser, Some(NO_CONSENT)),
+            (Consent::Allowed, None),
+        ] {
+            let hooks = Answer(answer, Default::default(), Default::default());
+            let outcome = execute_with(
+                &request(signed("needs-consent"), &[]),
+                &machine.ctx(),
+                &hooks,
+            );
+            match expected {
+                Some(reason) => {
+                    assert_eq!(outcome.result, RunResult::refused(reason));
+                    assert_eq!(hooks.2.get(), 0, "nothing starts after {answer:?}");
+                }
+                None => {
+                    assert!(outcome.result.succeeded(), "{:?}", outcome.result);
+                    assert_eq!(hooks.2.get(), 1);
+                }
+            }
+            assert_eq!(hooks.1.get(), 1, "asked once for {answer:?}");
+        }
+        // Bad parameters are refused before the user is bothered.
+        let hooks = Answer(Consent::Allowed, Default::default(), Default::default());
+        let outcome = execute_with(
+            &request(signed("say"), &[("text", "$(id)")]),
+            &machine.ctx(),
+            &hooks,
+        );
+        assert!(matches!(outcome.result, RunResult::Refused { .. }));
+        assert_eq!((hooks.1.get(), hooks.2.get()), (0, 0));
     }
 
     #[test]

@@ -2,4 +2,5 @@
 
 pub mod action;
 pub mod policy;
+pub mod remote;
 pub mod runner;

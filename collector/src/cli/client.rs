@@ -140,6 +140,20 @@ impl ApiClient {
         finish(&url, response)
     }
 
+    pub fn put<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let response = self
+            .agent
+            .put(&url)
+            .header("authorization", self.auth())
+            .send_json(body);
+        finish(&url, response)
+    }
+
     pub fn patch<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,

@@ -3,6 +3,7 @@
 //! Connection settings come from `--server/--token/--ca` or `LIFELINE_SERVER`, `LIFELINE_TOKEN`,
 //! `LIFELINE_CA`. Output is a table or page for people, or the API's JSON with `--json`.
 
+pub mod actions;
 pub mod client;
 pub mod output;
 
@@ -55,6 +56,33 @@ pub enum ClientCommand {
     /// Tokens that let machines enroll (admin)
     #[command(subcommand, name = "enrollment-tokens")]
     EnrollmentTokens(EnrollmentTokensCommand),
+    /// The signed action catalog: keygen, sign (offline), trust, publish (admin)
+    #[command(subcommand)]
+    Catalog(actions::CatalogCommand),
+    /// Actions of the published catalog
+    #[command(subcommand)]
+    Actions(actions::ActionsCommand),
+    /// Run an approved action on a machine
+    Run(actions::RunArgs),
+    /// Runs of actions: list, show, follow
+    #[command(subcommand)]
+    Runs(actions::RunsCommand),
+    /// Run requests waiting for an admin's approval
+    #[command(subcommand)]
+    Requests(actions::RequestsCommand),
+    /// Approve a run request (admin; not your own)
+    Approve {
+        request: u64,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Deny a run request (admin)
+    Deny {
+        request: u64,
+        /// Why: the requester sees it
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -165,6 +193,8 @@ pub enum CliError {
         waited: u64,
         expires: String,
     },
+    #[error("{0}")]
+    Failed(String),
     #[error("inspection {id} of {machine} {state}{reason}")]
     WorkEnded {
         machine: String,
@@ -229,9 +259,25 @@ impl Printer {
 
 /// Runs one client subcommand.
 pub fn run(args: &ConnectionArgs, command: &ClientCommand) -> Result<(), CliError> {
+    if let ClientCommand::Catalog(catalog) = command
+        && let Some(done) = actions::offline(catalog)
+    {
+        return done;
+    }
     let client = ApiClient::new(&args.connection()?)?;
     let out = Printer { json: args.json };
     match command {
+        ClientCommand::Catalog(command) => actions::catalog(&client, &out, command),
+        ClientCommand::Actions(command) => actions::actions(&client, &out, command),
+        ClientCommand::Run(run) => actions::run(&client, &out, run),
+        ClientCommand::Runs(command) => actions::runs(&client, &out, command),
+        ClientCommand::Requests(command) => actions::requests(&client, &out, command),
+        ClientCommand::Approve { request, reason } => {
+            actions::decide(&client, &out, *request, true, reason.as_deref())
+        }
+        ClientCommand::Deny { request, reason } => {
+            actions::decide(&client, &out, *request, false, Some(reason))
+        }
         ClientCommand::Tickets(command) => tickets(&client, &out, command),
         ClientCommand::Machines(command) => machines(&client, &out, command),
         ClientCommand::Users(command) => users(&client, &out, command),

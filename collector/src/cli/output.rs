@@ -50,7 +50,7 @@ fn when_opt(t: Option<OffsetDateTime>) -> String {
     t.map(when).unwrap_or_else(|| "-".to_owned())
 }
 
-fn table(header: &[&str]) -> Table {
+pub fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table
         .load_style(UTF8_FULL_CONDENSED)

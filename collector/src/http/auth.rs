@@ -78,6 +78,18 @@ pub const RULES: &[Rule] = &[
     rule("GET", paths::USERS, Access::Admin),
     rule("POST", paths::USERS, Access::Admin),
     rule("POST", "/api/v1/users/{name}/revoke", Access::Admin),
+    rule("GET", paths::CATALOG, Access::Staff),
+    rule("POST", paths::CATALOG, Access::Admin),
+    rule("GET", paths::CATALOG_KEYS, Access::Staff),
+    rule("POST", paths::CATALOG_KEYS, Access::Admin),
+    rule("GET", paths::ACTIONS, Access::Staff),
+    rule("PUT", paths::ACTION_APPROVAL, Access::Admin),
+    rule("POST", paths::RUNS, Access::Staff),
+    rule("GET", paths::RUNS, Access::Staff),
+    rule("GET", paths::RUN, Access::Staff),
+    rule("POST", paths::RUN_APPROVE, Access::Admin),
+    rule("POST", paths::RUN_DENY, Access::Admin),
+    rule("POST", paths::AGENT_WORK_PROGRESS, Access::Agent),
 ];
 
 fn access_for(method: &Method, path: &str) -> Option<Access> {

@@ -27,6 +27,11 @@ impl BodyLimits {
         wire: 64 * 1024,
         decoded: 64 * 1024,
     };
+    /// A signed action catalog (`catalog publish`).
+    pub const CATALOG: BodyLimits = BodyLimits {
+        wire: 16 * 1024 * 1024,
+        decoded: 16 * 1024 * 1024,
+    };
     /// A ticket with its snapshot.
     pub const TICKET: BodyLimits = BodyLimits {
         wire: 8 * 1024 * 1024,

@@ -99,6 +99,7 @@ async fn enroll(
         not_after: issued.not_after,
         reenrolled,
         status,
+        catalog_keys: super::actions::trusted_keys(&state).await?,
     }))
 }
 
@@ -137,6 +138,7 @@ async fn renew(
         not_after: issued.not_after,
         reenrolled: true,
         status: MachineStatus::Active,
+        catalog_keys: super::actions::trusted_keys(&state).await?,
     }))
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use lifeline_shared::findings;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::AppState;
+use super::actions;
 use super::auth::{AgentIdentity, StaffIdentity};
 use super::body::{BodyLimits, read_json};
 use super::error::ApiError;
@@ -115,16 +117,20 @@ async fn fetch_work(
 
 async fn take(state: &AppState, machine_id: &str) -> Result<Vec<WorkItem>, ApiError> {
     let taken = state.store.take_work(machine_id, state.clock.now()).await?;
-    let items = taken
-        .into_iter()
-        .map(|(id, kind)| {
-            state.wakeups.wake(&Wakeups::work(id));
-            WorkItem {
-                id,
-                kind: work_kind(&kind),
-            }
-        })
-        .collect();
+    let mut items = Vec::with_capacity(taken.len());
+    for (id, kind) in taken {
+        state.wakeups.wake(&Wakeups::work(id));
+        let kind = match kind.as_str() {
+            "run" => match actions::run_request_for(state, machine_id, id).await? {
+                Some(request) => WorkKind::Run {
+                    request: Box::new(request),
+                },
+                None => continue,
+            },
+            other => work_kind(other),
+        };
+        items.push(WorkItem { id, kind });
+    }
     Ok(items)
 }
 
@@ -134,25 +140,29 @@ async fn post_result(
     Path(id): Path<u64>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<WorkStatus>, ApiError> {
+) -> Result<Response, ApiError> {
     let result: WorkResult = read_json(&headers, body, BodyLimits::TICKET).await?;
+    let is_run = state.store.run_by_work(id).await?.is_some();
     let outcome = match result {
+        WorkResult::Run { run, before, after } => {
+            return match actions::finish(&state, &agent.machine_id, id, run, before, after).await? {
+                Some(run) => Ok(Json(serde_json::json!({ "run": run.id })).into_response()),
+                None => Err(not_open(&state, &agent.machine_id, id).await),
+            };
+        }
+        WorkResult::Failed { error } if is_run => {
+            let error = bounded_error(error);
+            return match actions::fail(&state, &agent.machine_id, id, error).await? {
+                Some(run) => Ok(Json(serde_json::json!({ "run": run.id })).into_response()),
+                None => Err(not_open(&state, &agent.machine_id, id).await),
+            };
+        }
         WorkResult::Snapshot { mut snapshot } => {
             // The agent's own findings are not trusted: compute them here, as ingest does.
             snapshot.findings = findings::evaluate(&snapshot);
             WorkOutcome::Snapshot(serde_json::to_string(&snapshot).map_err(ApiError::internal)?)
         }
-        WorkResult::Failed { error } => {
-            let mut error = error;
-            if error.len() > WORK_ERROR_MAX_LEN {
-                let mut cut = WORK_ERROR_MAX_LEN;
-                while !error.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                error.truncate(cut);
-            }
-            WorkOutcome::Failed(error)
-        }
+        WorkResult::Failed { error } => WorkOutcome::Failed(bounded_error(error)),
     };
     let now = state.clock.now();
     let Some(record) = state
@@ -160,17 +170,33 @@ async fn post_result(
         .finish_work(&agent.machine_id, id, &outcome, now)
         .await?
     else {
-        return match state.store.work(id, now).await? {
-            Some(w) if w.machine_id == agent.machine_id => Err(ApiError::Conflict(format!(
-                "work {id} is already {}",
-                w.state.as_str()
-            ))),
-            _ => Err(ApiError::NotFound(format!("no work {id} for this machine"))),
-        };
+        return Err(not_open(&state, &agent.machine_id, id).await);
     };
     state.wakeups.wake(&Wakeups::work(id));
     tracing::info!(machine = %agent.machine_id, work = id, state = record.state.as_str(), "work finished");
-    status(&state, record, now).await.map(Json)
+    Ok(Json(status(&state, record, now).await?).into_response())
+}
+
+fn bounded_error(mut error: String) -> String {
+    if error.len() > WORK_ERROR_MAX_LEN {
+        let mut cut = WORK_ERROR_MAX_LEN;
+        while !error.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        error.truncate(cut);
+    }
+    error
+}
+
+/// Why a result for work `id` is not accepted: it is already finished, or not this machine's.
+async fn not_open(state: &AppState, machine_id: &str, id: u64) -> ApiError {
+    match state.store.work(id, state.clock.now()).await {
+        Ok(Some(w)) if w.machine_id == machine_id => {
+            ApiError::Conflict(format!("work {id} is already {}", w.state.as_str()))
+        }
+        Ok(_) => ApiError::NotFound(format!("no work {id} for this machine")),
+        Err(e) => e.into(),
+    }
 }
 
 async fn inspect(

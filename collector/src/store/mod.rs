@@ -137,6 +137,142 @@ pub enum WorkOutcome {
     Failed(String),
 }
 
+/// A key trusted to publish catalogs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogKeyRecord {
+    pub key_id: String,
+    /// The `lifeline-catalog.pub` text.
+    pub public_key: String,
+    /// The `KeyEndorsement` JSON that came with it, relayed to agents.
+    pub endorsement: Option<String>,
+    pub added_by: String,
+    pub added_at: OffsetDateTime,
+}
+
+/// A published catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogRecord {
+    pub version: u64,
+    pub digest: String,
+    pub key_id: String,
+    pub action_count: u64,
+    pub published_by: String,
+    pub published_at: OffsetDateTime,
+}
+
+/// A verified catalog to publish: its `FILE.signed` document and each signed action's JSON.
+#[derive(Debug, Clone)]
+pub struct NewCatalog {
+    pub version: u64,
+    pub digest: String,
+    pub key_id: String,
+    pub document: String,
+    /// (action id, `SignedAction` JSON)
+    pub actions: Vec<(String, String)>,
+}
+
+/// What publishing did; the version rule is applied inside the store's transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishOutcome {
+    Published(CatalogRecord),
+    /// Exactly this catalog (same version, same digest) is already the current one.
+    Unchanged(CatalogRecord),
+    /// Older than the current catalog: catalogs only move forward.
+    Rollback {
+        current: u64,
+    },
+    /// Same version as the current catalog but different content.
+    VersionReused {
+        version: u64,
+    },
+}
+
+/// An action of the current catalog as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAction {
+    pub action_id: String,
+    pub catalog_version: u64,
+    /// The `SignedAction` JSON, exactly as stored (the agent verifies it).
+    pub signed: String,
+    /// An admin marked the action as needing approval for every run.
+    pub require_approval: bool,
+}
+
+/// A run request to record.
+#[derive(Debug, Clone)]
+pub struct NewRunRecord {
+    pub run_id: String,
+    pub machine_id: String,
+    pub action_id: String,
+    pub signed_action: String,
+    pub params_json: String,
+    pub requested_by: String,
+    pub reason: Option<String>,
+    pub ticket: Option<u64>,
+    pub risk: String,
+    /// `Some(until)`: the run waits for an approval until then. `None`: dispatch at once.
+    pub approval_expires_at: Option<OffsetDateTime>,
+    /// Expiry of the queued work once dispatched.
+    pub dispatch_expires_at: OffsetDateTime,
+}
+
+/// A run as stored, with its work's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub id: u64,
+    pub run_id: String,
+    pub machine_id: String,
+    pub hostname: String,
+    pub action_id: String,
+    pub signed_action: String,
+    pub params_json: String,
+    pub requested_by: String,
+    pub reason: Option<String>,
+    pub ticket: Option<u64>,
+    pub risk: String,
+    /// `not_needed`, `pending`, `approved`, `denied` or `expired`.
+    pub approval: String,
+    pub approval_expires_at: Option<OffsetDateTime>,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<OffsetDateTime>,
+    pub decision_reason: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub work_id: Option<u64>,
+    pub work_state: Option<lifeline_shared::v1::work::WorkState>,
+    pub work_expires_at: Option<OffsetDateTime>,
+    pub delivered_at: Option<OffsetDateTime>,
+    pub finished_at: Option<OffsetDateTime>,
+    /// What the agent last reported: `awaiting_consent` or `running`.
+    pub stage: Option<String>,
+    pub started_at: Option<OffsetDateTime>,
+    /// `RunResult` JSON.
+    pub result: Option<String>,
+    /// `Recheck` JSON.
+    pub recheck: Option<String>,
+    /// The error of work that failed without a run outcome.
+    pub work_error: Option<String>,
+}
+
+/// Which runs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only requests waiting for an approval.
+    pub awaiting_approval: bool,
+    pub machine_id: Option<String>,
+    pub limit: u32,
+}
+
+/// How a run ended, to record.
+#[derive(Debug, Clone)]
+pub struct RunFinish {
+    /// `RunResult` JSON; `None` when the agent could not handle the work at all.
+    pub result: Option<String>,
+    pub work_error: Option<String>,
+    pub recheck: Option<String>,
+    /// The ticket timeline entry, when the run belongs to a ticket.
+    pub note: String,
+}
+
 /// An audit event to append; the store assigns its sequence number and chain hash.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewAuditEntry {
@@ -274,6 +410,75 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         outcome: &'a WorkOutcome,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<WorkRecord>>;
+
+    /// Trusts a key to publish catalogs; false when it was already trusted.
+    fn trust_catalog_key<'a>(&'a self, key: &'a CatalogKeyRecord) -> StoreFuture<'a, bool>;
+    fn catalog_keys(&self) -> StoreFuture<'_, Vec<CatalogKeyRecord>>;
+    fn current_catalog(&self) -> StoreFuture<'_, Option<CatalogRecord>>;
+    /// Publishes a verified catalog if its version moves forward (see [`PublishOutcome`]).
+    fn publish_catalog<'a>(
+        &'a self,
+        catalog: &'a NewCatalog,
+        by: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, PublishOutcome>;
+    /// The current catalog's actions, sorted by id.
+    fn catalog_actions(&self) -> StoreFuture<'_, Vec<StoredAction>>;
+    fn catalog_action<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<StoredAction>>;
+    fn set_action_approval<'a>(
+        &'a self,
+        id: &'a str,
+        required: bool,
+        by: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Records a run request; one that needs no approval is queued as work in the same
+    /// transaction.
+    fn create_run<'a>(
+        &'a self,
+        run: &'a NewRunRecord,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, RunRecord>;
+    /// A run, with expiry of its approval and its work applied. `None` when unknown.
+    fn run(&self, id: u64, now: OffsetDateTime) -> StoreFuture<'_, Option<RunRecord>>;
+    fn runs<'a>(
+        &'a self,
+        filter: &'a RunFilter,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Vec<RunRecord>>;
+    /// The run delivered as work `work_id`.
+    fn run_by_work(&self, work_id: u64) -> StoreFuture<'_, Option<RunRecord>>;
+    /// Approves (and dispatches, as work expiring at `dispatch_expires_at`) or denies a pending
+    /// request. `None` when no such pending, unexpired request exists.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_run<'a>(
+        &'a self,
+        id: u64,
+        approve: bool,
+        by: &'a str,
+        reason: Option<&'a str>,
+        dispatch_expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<RunRecord>>;
+    /// Records the agent's progress on a run delivered to `machine_id`; false when no such open
+    /// run exists.
+    fn run_progress<'a>(
+        &'a self,
+        machine_id: &'a str,
+        work_id: u64,
+        stage: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool>;
+    /// Finishes a run delivered to `machine_id`, with a timeline note on its ticket. `None`
+    /// when no such open run exists.
+    fn finish_run<'a>(
+        &'a self,
+        machine_id: &'a str,
+        work_id: u64,
+        finish: &'a RunFinish,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<RunRecord>>;
 
     /// Appends one entry to the audit log, chained to the last one, and returns it as stored.
     /// Appends are serialised so the chain stays a single line.

@@ -26,8 +26,10 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Enrollment, EnrollmentRefusal, MachineRecord, NewAuditEntry, RecordedTicket, Store, StoreError,
-    StoreFuture, TicketRecord, UserRecord, VITALS_HISTORY, WorkOutcome, WorkRecord,
+    CatalogKeyRecord, CatalogRecord, Enrollment, EnrollmentRefusal, MachineRecord, NewAuditEntry,
+    NewCatalog, NewRunRecord, PublishOutcome, RecordedTicket, RunFilter, RunFinish, RunRecord,
+    Store, StoreError, StoreFuture, StoredAction, TicketRecord, UserRecord, VITALS_HISTORY,
+    WorkOutcome, WorkRecord,
 };
 use crate::secret::TokenHash;
 
@@ -1012,6 +1014,357 @@ impl Store for SqliteStore {
         })
     }
 
+    fn trust_catalog_key<'a>(&'a self, key: &'a CatalogKeyRecord) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "INSERT INTO catalog_keys (key_id, public_key, endorsement, added_by, added_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key_id) DO NOTHING",
+            )
+            .bind(&key.key_id)
+            .bind(&key.public_key)
+            .bind(key.endorsement.as_deref())
+            .bind(&key.added_by)
+            .bind(millis(key.added_at))
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn catalog_keys(&self) -> StoreFuture<'_, Vec<CatalogKeyRecord>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT key_id, public_key, endorsement, added_by, added_at FROM catalog_keys \
+                 ORDER BY added_at, key_id",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(CatalogKeyRecord {
+                        key_id: r.try_get("key_id")?,
+                        public_key: r.try_get("public_key")?,
+                        endorsement: r.try_get("endorsement")?,
+                        added_by: r.try_get("added_by")?,
+                        added_at: from_millis(r.try_get("added_at")?)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn current_catalog(&self) -> StoreFuture<'_, Option<CatalogRecord>> {
+        Box::pin(async move { current_catalog(&self.pool).await })
+    }
+
+    fn publish_catalog<'a>(
+        &'a self,
+        catalog: &'a NewCatalog,
+        by: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, PublishOutcome> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            // Take the write lock first, so the version check below cannot race another publish.
+            sqlx::query("UPDATE catalogs SET version = version WHERE 0")
+                .execute(&mut *tx)
+                .await?;
+            let current =
+                sqlx::query("SELECT version, digest FROM catalogs ORDER BY version DESC LIMIT 1")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(row) = current {
+                let version = to_u64(row.try_get("version")?)?;
+                let digest: String = row.try_get("digest")?;
+                if catalog.version < version {
+                    tx.rollback().await?;
+                    return Ok(PublishOutcome::Rollback { current: version });
+                }
+                if catalog.version == version {
+                    tx.rollback().await?;
+                    if digest == catalog.digest {
+                        let record = current_catalog(&self.pool)
+                            .await?
+                            .ok_or_else(|| StoreError::Corrupt("catalog vanished".to_owned()))?;
+                        return Ok(PublishOutcome::Unchanged(record));
+                    }
+                    return Ok(PublishOutcome::VersionReused { version });
+                }
+            }
+            let count = catalog.actions.len() as u64;
+            sqlx::query(
+                "INSERT INTO catalogs (version, digest, key_id, document, action_count, \
+                    published_by, published_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(to_i64(catalog.version))
+            .bind(&catalog.digest)
+            .bind(&catalog.key_id)
+            .bind(&catalog.document)
+            .bind(to_i64(count))
+            .bind(by)
+            .bind(millis(now))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM catalog_actions")
+                .execute(&mut *tx)
+                .await?;
+            for (id, signed) in &catalog.actions {
+                sqlx::query(
+                    "INSERT INTO catalog_actions (action_id, catalog_version, signed) \
+                     VALUES ($1, $2, $3)",
+                )
+                .bind(id)
+                .bind(to_i64(catalog.version))
+                .bind(signed)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(PublishOutcome::Published(CatalogRecord {
+                version: catalog.version,
+                digest: catalog.digest.clone(),
+                key_id: catalog.key_id.clone(),
+                action_count: count,
+                published_by: by.to_owned(),
+                published_at: now,
+            }))
+        })
+    }
+
+    fn catalog_actions(&self) -> StoreFuture<'_, Vec<StoredAction>> {
+        Box::pin(async move {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                stored_action_columns!(),
+                " ORDER BY a.action_id"
+            ))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(stored_action).collect()
+        })
+    }
+
+    fn catalog_action<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<StoredAction>> {
+        Box::pin(async move {
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                stored_action_columns!(),
+                " WHERE a.action_id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.as_ref().map(stored_action).transpose()
+        })
+    }
+
+    fn set_action_approval<'a>(
+        &'a self,
+        id: &'a str,
+        required: bool,
+        by: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO action_settings (action_id, require_approval, set_by, set_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (action_id) DO UPDATE SET \
+                    require_approval = excluded.require_approval, set_by = excluded.set_by, \
+                    set_at = excluded.set_at",
+            )
+            .bind(id)
+            .bind(required)
+            .bind(by)
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn create_run<'a>(
+        &'a self,
+        run: &'a NewRunRecord,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, RunRecord> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let approval = if run.approval_expires_at.is_some() {
+                "pending"
+            } else {
+                "not_needed"
+            };
+            let row = sqlx::query(
+                "INSERT INTO runs (run_id, machine_id, action_id, signed_action, params, \
+                    requested_by, reason, ticket_number, risk, approval, approval_expires_at, \
+                    created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+            )
+            .bind(&run.run_id)
+            .bind(&run.machine_id)
+            .bind(&run.action_id)
+            .bind(&run.signed_action)
+            .bind(&run.params_json)
+            .bind(&run.requested_by)
+            .bind(run.reason.as_deref())
+            .bind(run.ticket.map(to_i64))
+            .bind(&run.risk)
+            .bind(approval)
+            .bind(run.approval_expires_at.map(millis))
+            .bind(millis(now))
+            .fetch_one(&mut *tx)
+            .await?;
+            let id: i64 = row.try_get("id")?;
+            if run.approval_expires_at.is_none() {
+                dispatch(&mut tx, id, run.dispatch_expires_at, now).await?;
+            }
+            tx.commit().await?;
+            load_run(&self.pool, "r.id = $1", id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("run {id} vanished")))
+        })
+    }
+
+    fn run(&self, id: u64, now: OffsetDateTime) -> StoreFuture<'_, Option<RunRecord>> {
+        Box::pin(async move {
+            expire_runs(&self.pool, now).await?;
+            load_run(&self.pool, "r.id = $1", to_i64(id)).await
+        })
+    }
+
+    fn runs<'a>(
+        &'a self,
+        filter: &'a RunFilter,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Vec<RunRecord>> {
+        Box::pin(async move {
+            expire_runs(&self.pool, now).await?;
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                run_columns!(),
+                " WHERE ($1 = 0 OR r.approval = 'pending') AND ($2 IS NULL OR r.machine_id = $2) \
+                  ORDER BY r.id DESC LIMIT $3"
+            ))
+            .bind(filter.awaiting_approval)
+            .bind(filter.machine_id.as_deref())
+            .bind(i64::from(filter.limit))
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map(run_record).collect()
+        })
+    }
+
+    fn run_by_work(&self, work_id: u64) -> StoreFuture<'_, Option<RunRecord>> {
+        Box::pin(async move { load_run(&self.pool, "r.work_id = $1", to_i64(work_id)).await })
+    }
+
+    fn decide_run<'a>(
+        &'a self,
+        id: u64,
+        approve: bool,
+        by: &'a str,
+        reason: Option<&'a str>,
+        dispatch_expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<RunRecord>> {
+        Box::pin(async move {
+            expire_runs(&self.pool, now).await?;
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query(
+                "UPDATE runs SET approval = $2, decided_by = $3, decided_at = $4, \
+                    decision_reason = $5 \
+                 WHERE id = $1 AND approval = 'pending' AND approval_expires_at > $4",
+            )
+            .bind(to_i64(id))
+            .bind(if approve { "approved" } else { "denied" })
+            .bind(by)
+            .bind(millis(now))
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            if approve {
+                dispatch(&mut tx, to_i64(id), dispatch_expires_at, now).await?;
+            }
+            tx.commit().await?;
+            load_run(&self.pool, "r.id = $1", to_i64(id)).await
+        })
+    }
+
+    fn run_progress<'a>(
+        &'a self,
+        machine_id: &'a str,
+        work_id: u64,
+        stage: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE runs SET stage = $3, \
+                    started_at = CASE WHEN $3 = 'running' THEN COALESCE(started_at, $4) \
+                                      ELSE started_at END \
+                 WHERE work_id = $1 AND machine_id = $2 AND EXISTS \
+                    (SELECT 1 FROM work w WHERE w.id = $1 AND w.state = 'delivered')",
+            )
+            .bind(to_i64(work_id))
+            .bind(machine_id)
+            .bind(stage)
+            .bind(millis(now))
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn finish_run<'a>(
+        &'a self,
+        machine_id: &'a str,
+        work_id: u64,
+        finish: &'a RunFinish,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<RunRecord>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            let state = if finish.result.is_some() {
+                "done"
+            } else {
+                "failed"
+            };
+            let row = sqlx::query(
+                "UPDATE work SET state = $3, finished_at = $4, error = $5 \
+                 WHERE id = $1 AND machine_id = $2 AND kind = 'run' \
+                    AND state IN ('queued', 'delivered') \
+                 RETURNING ticket_number",
+            )
+            .bind(to_i64(work_id))
+            .bind(machine_id)
+            .bind(state)
+            .bind(millis(now))
+            .bind(finish.work_error.as_deref())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            sqlx::query("UPDATE runs SET result = $2, recheck = $3 WHERE work_id = $1")
+                .bind(to_i64(work_id))
+                .bind(finish.result.as_deref())
+                .bind(finish.recheck.as_deref())
+                .execute(&mut *tx)
+                .await?;
+            let ticket: Option<i64> = row.try_get("ticket_number")?;
+            if let Some(number) = ticket {
+                add_note(&mut tx, number, &finish.note, now).await?;
+            }
+            tx.commit().await?;
+            load_run(&self.pool, "r.work_id = $1", to_i64(work_id)).await
+        })
+    }
+
     fn append_audit<'a>(
         &'a self,
         entry: &'a NewAuditEntry,
@@ -1059,6 +1412,183 @@ impl Store for SqliteStore {
             Ok(stored)
         })
     }
+}
+
+/// `FROM` clause and columns of a stored action (a macro so queries stay `&'static str`).
+macro_rules! stored_action_columns {
+    () => {
+        "a.action_id, a.catalog_version, a.signed, COALESCE(s.require_approval, 0) AS required \
+         FROM catalog_actions a LEFT JOIN action_settings s ON s.action_id = a.action_id"
+    };
+}
+use stored_action_columns;
+
+fn stored_action(row: &SqliteRow) -> Result<StoredAction, StoreError> {
+    Ok(StoredAction {
+        action_id: row.try_get("action_id")?,
+        catalog_version: to_u64(row.try_get("catalog_version")?)?,
+        signed: row.try_get("signed")?,
+        require_approval: row.try_get("required")?,
+    })
+}
+
+async fn current_catalog(pool: &SqlitePool) -> Result<Option<CatalogRecord>, StoreError> {
+    let row = sqlx::query(
+        "SELECT version, digest, key_id, action_count, published_by, published_at FROM catalogs \
+         ORDER BY version DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| {
+        Ok(CatalogRecord {
+            version: to_u64(r.try_get("version")?)?,
+            digest: r.try_get("digest")?,
+            key_id: r.try_get("key_id")?,
+            action_count: to_u64(r.try_get("action_count")?)?,
+            published_by: r.try_get("published_by")?,
+            published_at: from_millis(r.try_get("published_at")?)?,
+        })
+    })
+    .transpose()
+}
+
+/// Queues run `id` as work for its machine.
+async fn dispatch(
+    tx: &mut SqliteConnection,
+    id: i64,
+    expires_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO work (machine_id, kind, state, ticket_number, created_at, expires_at) \
+         SELECT machine_id, 'run', 'queued', ticket_number, $2, $3 FROM runs WHERE id = $1 \
+         RETURNING id",
+    )
+    .bind(id)
+    .bind(millis(now))
+    .bind(millis(expires_at))
+    .fetch_one(&mut *tx)
+    .await?;
+    let work_id: i64 = row.try_get("id")?;
+    sqlx::query("UPDATE runs SET work_id = $2 WHERE id = $1")
+        .bind(id)
+        .bind(work_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Expires approvals and queued runs whose time is up.
+async fn expire_runs(pool: &SqlitePool, now: OffsetDateTime) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE runs SET approval = 'expired' \
+         WHERE approval = 'pending' AND approval_expires_at <= $1",
+    )
+    .bind(millis(now))
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "UPDATE work SET state = 'expired', finished_at = $1 \
+         WHERE kind = 'run' AND state = 'queued' AND expires_at <= $1",
+    )
+    .bind(millis(now))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Adds a timeline entry by the collector to a ticket.
+async fn add_note(
+    tx: &mut SqliteConnection,
+    number: i64,
+    note: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO comments (ticket_number, author, body, created_at) \
+         VALUES ($1, 'lifeline', $2, $3)",
+    )
+    .bind(number)
+    .bind(note)
+    .bind(millis(now))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE tickets SET updated_at = $1 WHERE number = $2")
+        .bind(millis(now))
+        .bind(number)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Columns of a run with its machine and work.
+macro_rules! run_columns {
+    () => {
+        "r.id, r.run_id, r.machine_id, m.hostname, r.action_id, r.signed_action, r.params, \
+            r.requested_by, r.reason, r.ticket_number, r.risk, r.approval, r.approval_expires_at, \
+            r.decided_by, r.decided_at, r.decision_reason, r.created_at, r.work_id, \
+            w.state AS work_state, w.expires_at AS work_expires_at, w.delivered_at, \
+            w.finished_at, w.error AS work_error, r.stage, r.started_at, r.result, r.recheck \
+         FROM runs r JOIN machines m ON m.id = r.machine_id LEFT JOIN work w ON w.id = r.work_id"
+    };
+}
+use run_columns;
+
+fn run_record(r: &SqliteRow) -> Result<RunRecord, StoreError> {
+    let work_state: Option<String> = r.try_get("work_state")?;
+    Ok(RunRecord {
+        id: to_u64(r.try_get("id")?)?,
+        run_id: r.try_get("run_id")?,
+        machine_id: r.try_get("machine_id")?,
+        hostname: r.try_get("hostname")?,
+        action_id: r.try_get("action_id")?,
+        signed_action: r.try_get("signed_action")?,
+        params_json: r.try_get("params")?,
+        requested_by: r.try_get("requested_by")?,
+        reason: r.try_get("reason")?,
+        ticket: r
+            .try_get::<Option<i64>, _>("ticket_number")?
+            .map(to_u64)
+            .transpose()?,
+        risk: r.try_get("risk")?,
+        approval: r.try_get("approval")?,
+        approval_expires_at: opt_from_millis(r.try_get("approval_expires_at")?)?,
+        decided_by: r.try_get("decided_by")?,
+        decided_at: opt_from_millis(r.try_get("decided_at")?)?,
+        decision_reason: r.try_get("decision_reason")?,
+        created_at: from_millis(r.try_get("created_at")?)?,
+        work_id: r
+            .try_get::<Option<i64>, _>("work_id")?
+            .map(to_u64)
+            .transpose()?,
+        work_state: work_state
+            .map(|s| {
+                WorkState::parse(&s).ok_or_else(|| StoreError::Corrupt(format!("work state {s:?}")))
+            })
+            .transpose()?,
+        work_expires_at: opt_from_millis(r.try_get("work_expires_at")?)?,
+        delivered_at: opt_from_millis(r.try_get("delivered_at")?)?,
+        finished_at: opt_from_millis(r.try_get("finished_at")?)?,
+        stage: r.try_get("stage")?,
+        started_at: opt_from_millis(r.try_get("started_at")?)?,
+        result: r.try_get("result")?,
+        recheck: r.try_get("recheck")?,
+        work_error: r.try_get("work_error")?,
+    })
+}
+
+/// One run chosen by `condition` on `$1` (a fixed SQL fragment, never user text).
+async fn load_run(
+    pool: &SqlitePool,
+    condition: &'static str,
+    value: i64,
+) -> Result<Option<RunRecord>, StoreError> {
+    let query = match condition {
+        "r.id = $1" => concat!("SELECT ", run_columns!(), " WHERE r.id = $1"),
+        _ => concat!("SELECT ", run_columns!(), " WHERE r.work_id = $1"),
+    };
+    let row = sqlx::query(query).bind(value).fetch_optional(pool).await?;
+    row.as_ref().map(run_record).transpose()
 }
 
 async fn load_work(pool: &SqlitePool, id: u64) -> Result<Option<WorkRecord>, StoreError> {

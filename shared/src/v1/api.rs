@@ -43,6 +43,21 @@ pub mod paths {
     pub const MACHINES: &str = "/api/v1/machines";
     pub const USERS: &str = "/api/v1/users";
     pub const ENROLLMENT_TOKENS: &str = "/api/v1/enrollment-tokens";
+    /// `POST` how a delivered run is going: `/api/v1/agent/work/{id}/progress`.
+    pub const AGENT_WORK_PROGRESS: &str = "/api/v1/agent/work/{id}/progress";
+    /// `GET` the published catalog; `POST` a signed catalog to publish it.
+    pub const CATALOG: &str = "/api/v1/catalog";
+    /// `GET` the keys trusted to publish; `POST` to trust one.
+    pub const CATALOG_KEYS: &str = "/api/v1/catalog/keys";
+    pub const ACTIONS: &str = "/api/v1/actions";
+    /// `PUT` whether every run of an action needs an admin's approval.
+    pub const ACTION_APPROVAL: &str = "/api/v1/actions/{id}/approval";
+    /// `POST` a run request; `GET` the list (`?state=awaiting_approval`).
+    pub const RUNS: &str = "/api/v1/runs";
+    /// `GET` where a run stands: `?wait_secs=N` waits for a change.
+    pub const RUN: &str = "/api/v1/runs/{id}";
+    pub const RUN_APPROVE: &str = "/api/v1/runs/{id}/approve";
+    pub const RUN_DENY: &str = "/api/v1/runs/{id}/deny";
 }
 
 /// Body of every error response: `{"error": "what is wrong"}`.
@@ -82,19 +97,19 @@ macro_rules! names {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownName;
+        impl std::str::FromStr for $name {
+            type Err = $crate::v1::api::UnknownName;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
                     $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownName {
+                    _ => Err($crate::v1::api::UnknownName {
                         what: $what,
                         value: s.to_owned(),
                         expected: concat!($($text, " "),+),
@@ -104,6 +119,8 @@ macro_rules! names {
         }
     };
 }
+
+pub(crate) use names;
 
 names!(
     /// How urgent the end user says the problem is.
@@ -250,6 +267,10 @@ pub struct EnrollResponse {
     pub reenrolled: bool,
     /// `pending` when the collector holds new machines until an admin approves them.
     pub status: MachineStatus,
+    /// The keys the collector trusts to sign action catalogs. An agent enrolled without
+    /// `--catalog-key` trusts these on first use and prints their fingerprints.
+    #[serde(default)]
+    pub catalog_keys: Vec<crate::v1::catalog::PublicKey>,
 }
 
 /// `POST /api/v1/agent/tickets` body (JSON, usually zstd-compressed with `Content-Encoding: zstd`).

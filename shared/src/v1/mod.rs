@@ -1,5 +1,6 @@
 //! Version 1 of the wire format.
 
+pub mod actions;
 pub mod api;
 pub mod audit;
 pub mod catalog;

@@ -16,7 +16,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::v1::catalog::SignedAction;
+use crate::v1::catalog::{KeyEndorsement, SignedAction};
 
 /// Length of a run id: 32 lowercase hex digits (128 random bits).
 pub const RUN_ID_LEN: usize = 32;
@@ -46,6 +46,10 @@ pub struct RunRequest {
     /// After this instant the agent refuses the run.
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
+    /// Endorsements of catalog keys, relayed as admins gave them to the collector. An agent
+    /// accepts a key from here only when a key it already trusts signed the endorsement.
+    #[serde(default)]
+    pub endorsements: Vec<KeyEndorsement>,
 }
 
 /// The agent's answer to a [`RunRequest`].

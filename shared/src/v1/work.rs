@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::v1::run::{RunOutcome, RunRequest};
 use crate::v1::snapshot::Snapshot;
 use crate::v1::vitals::Vitals;
 
@@ -50,6 +51,8 @@ pub struct WorkItem {
 pub enum WorkKind {
     /// Take a fresh snapshot and send it back.
     Inspect,
+    /// Check and run a signed action (see [`crate::v1::run`]); answer with [`WorkResult::Run`].
+    Run { request: Box<RunRequest> },
     #[serde(other)]
     Unsupported,
 }
@@ -58,8 +61,21 @@ pub enum WorkKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum WorkResult {
-    Snapshot { snapshot: Box<Snapshot> },
-    Failed { error: String },
+    Snapshot {
+        snapshot: Box<Snapshot>,
+    },
+    Failed {
+        error: String,
+    },
+    /// How a run ended, with the action's `recheck` sections collected right before and right
+    /// after it (absent when the run was refused or the action rechecks nothing).
+    Run {
+        run: RunOutcome,
+        #[serde(default)]
+        before: Option<Box<Snapshot>>,
+        #[serde(default)]
+        after: Option<Box<Snapshot>>,
+    },
 }
 
 /// `POST /api/v1/machines/{machine}/inspect` body.

@@ -271,6 +271,19 @@ impl ParamType {
         }
     }
 
+    /// What values fit, in words, for forms and listings.
+    pub fn describe(&self) -> String {
+        match self {
+            ParamType::Enum { values } => format!("one of: {}", values.join(", ")),
+            ParamType::Integer { min, max } => format!("an integer from {min} to {max}"),
+            ParamType::String {
+                pattern, max_len, ..
+            } => format!("text matching {pattern}, at most {max_len} bytes"),
+            ParamType::Unit => "a systemd unit name, e.g. nginx.service".to_owned(),
+            ParamType::Pid => format!("a process id from 1 to {PID_MAX}"),
+        }
+    }
+
     /// Checks an `enum` declaration.
     pub(crate) fn enumeration(values: Vec<String>) -> Result<Self, String> {
         if values.is_empty() {
