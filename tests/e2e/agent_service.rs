@@ -6,7 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::binaries;
-use crate::harness::{TestAgent, TestCollector, assert_success, eventually};
+use crate::harness::{
+    AgentService as Service, TestAgent, TestCollector, assert_success, eventually,
+};
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -14,39 +16,6 @@ fn stdout(out: &std::process::Output) -> String {
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A running `lifeline-agent run`, killed on drop.
-struct Service {
-    child: Child,
-}
-
-impl Service {
-    fn start(agent: &TestAgent) -> Service {
-        let child = Command::new(binaries::agent())
-            .args([
-                "run",
-                "--heartbeat-secs",
-                "1",
-                "--poll-secs",
-                "2",
-                "--spool-secs",
-                "1",
-            ])
-            .env("LIFELINE_AGENT_DIR", agent.dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start lifeline-agent run");
-        Service { child }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn ticket_count(collector: &TestCollector) -> usize {

@@ -60,6 +60,18 @@ const EXPECTED: &[(&str, &str, &[Caller])] = &[
     ("GET", "/api/v1/users", &[Admin]),
     ("POST", "/api/v1/users", &[Admin]),
     ("POST", "/api/v1/users/{name}/revoke", &[Admin]),
+    ("GET", "/api/v1/catalog", &[Technician, Admin]),
+    ("POST", "/api/v1/catalog", &[Admin]),
+    ("GET", "/api/v1/catalog/keys", &[Technician, Admin]),
+    ("POST", "/api/v1/catalog/keys", &[Admin]),
+    ("GET", "/api/v1/actions", &[Technician, Admin]),
+    ("PUT", "/api/v1/actions/{id}/approval", &[Admin]),
+    ("POST", "/api/v1/runs", &[Technician, Admin]),
+    ("GET", "/api/v1/runs", &[Technician, Admin]),
+    ("GET", "/api/v1/runs/{id}", &[Technician, Admin]),
+    ("POST", "/api/v1/runs/{id}/approve", &[Admin]),
+    ("POST", "/api/v1/runs/{id}/deny", &[Admin]),
+    ("POST", "/api/v1/agent/work/{id}/progress", &[Agent]),
 ];
 
 fn callers_of(access: Access) -> Vec<Caller> {

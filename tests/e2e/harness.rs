@@ -254,31 +254,41 @@ pub struct TestAgent {
 impl TestAgent {
     /// Enrolls a new agent with `collector`'s first enrollment token.
     pub fn enrolled(collector: &TestCollector) -> TestAgent {
+        Self::enrolled_with(collector, &[]).0
+    }
+
+    /// Enrolls a new agent with extra `enroll` flags; also returns what `enroll` printed.
+    pub fn enrolled_with(collector: &TestCollector, extra: &[&str]) -> (TestAgent, String) {
         let dir = tempfile::tempdir().expect("agent dir");
         let agent = TestAgent {
             dir,
             machine_id: String::new(),
         };
-        let out = agent.run(&[
+        let ca = collector.ca_path();
+        let mut args = vec![
             "enroll",
             "--server",
             &collector.url,
             "--token",
             &collector.enrollment_token,
             "--ca",
-            collector.ca_path().to_str().expect("utf-8 path"),
-        ]);
+            ca.to_str().expect("utf-8 path"),
+        ];
+        args.extend_from_slice(extra);
+        let out = agent.run(&args);
         assert_success(&out, "lifeline-agent enroll");
+        let printed = String::from_utf8_lossy(&out.stdout).into_owned();
         let config: serde_json::Value =
             serde_json::from_str(&fs::read_to_string(agent.dir.path().join("agent.json")).unwrap())
                 .unwrap();
-        TestAgent {
+        let agent = TestAgent {
             machine_id: config["machine_id"]
                 .as_str()
                 .expect("machine_id")
                 .to_owned(),
             ..agent
-        }
+        };
+        (agent, printed)
     }
 
     /// An agent directory with nothing in it (not enrolled).
@@ -308,6 +318,58 @@ impl TestAgent {
         let cert = fs::read(self.dir.path().join("client.pem")).unwrap();
         let key = fs::read(self.dir.path().join("client.key")).unwrap();
         Http::new(&collector.url, &collector.ca_path(), Some((cert, key)))
+    }
+}
+
+/// A running `lifeline-agent run` with short cadences, killed on drop. Its stderr goes to
+/// `service.log` in the agent's directory ([`AgentService::log`]).
+#[derive(Debug)]
+pub struct AgentService {
+    child: Child,
+    log: PathBuf,
+}
+
+impl AgentService {
+    pub fn start(agent: &TestAgent) -> AgentService {
+        let log = agent.dir().join("service.log");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open service log");
+        let child = Command::new(binaries::agent())
+            .args([
+                "run",
+                "--heartbeat-secs",
+                "1",
+                "--poll-secs",
+                "2",
+                "--spool-secs",
+                "1",
+            ])
+            .env("LIFELINE_AGENT_DIR", agent.dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("start lifeline-agent run");
+        AgentService { child, log }
+    }
+
+    /// What the service printed so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the service now.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for AgentService {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -12,6 +12,7 @@
     clippy::panic
 )]
 
+mod actions;
 mod agent_service;
 mod binaries;
 mod collector_bad_input;

@@ -666,7 +666,7 @@ pub fn run_page(s: &RunStatus) -> String {
         )),
     }
     // The steps, from the timestamps: fast runs finish between two looks at the status.
-    let mut steps = vec![format!("queued {}", when(s.created_at))];
+    let mut steps = vec![format!("requested {}", when(s.created_at))];
     if let Some(at) = s.delivered_at {
         steps.push(format!("delivered {}", seconds_after(s.created_at, at)));
     }
