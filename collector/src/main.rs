@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use lifeline_collector::bootstrap::{self, BootstrapOptions, FIRST_ADMIN, LISTEN_ADDR_FILE};
 use lifeline_collector::cli::{self, ClientCommand, ConnectionArgs};
-use lifeline_collector::clock::{SharedClock, SystemClock};
+use lifeline_collector::clock::{FileOffsetClock, SharedClock, SystemClock};
 use lifeline_collector::http::enroll::EnrollmentMode;
 use lifeline_collector::{AppState, serve};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -57,6 +57,9 @@ struct ServeArgs {
     /// Also accept TLS 1.2 (for old load balancers); TLS 1.3 only by default
     #[arg(long)]
     allow_tls12: bool,
+    /// Tests only: move the clock by the number of seconds written in this file
+    #[arg(long, hide = true)]
+    test_clock_file: Option<PathBuf>,
     /// `approve` holds newly enrolled machines until an admin runs `machines approve`
     #[arg(long, value_enum, default_value_t = EnrollmentMode::Open)]
     enrollment: EnrollmentMode,
@@ -111,7 +114,13 @@ fn run_server(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
-    let clock: SharedClock = Arc::new(SystemClock);
+    let clock: SharedClock = match &args.test_clock_file {
+        Some(path) => {
+            tracing::warn!(file = %path.display(), "the clock follows a test offset file");
+            Arc::new(FileOffsetClock::new(path))
+        }
+        None => Arc::new(SystemClock),
+    };
     let options = BootstrapOptions {
         data_dir: args.data_dir.clone(),
         extra_sans: args.sans.clone(),

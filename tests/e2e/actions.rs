@@ -519,6 +519,41 @@ fn high_risk_runs_wait_for_an_admin_who_did_not_ask() {
 }
 
 #[test]
+fn requests_and_runs_for_offline_machines_expire() {
+    let mut site = Site::new();
+    assert_success(&site.run("power-cycle", &["--reason", "later"]), "request");
+    site.service.stop();
+    assert_success(&site.run("say", &["--param", "text=late"]), "queued run");
+    assert_eq!(site.run_json(2)["state"], "queued");
+
+    // An hour later the queued run has expired; a day later, the request too.
+    site.collector
+        .advance_clock(lifeline_shared::v1::actions::RUN_TTL_SECS + 1);
+    assert_eq!(site.run_json(2)["state"], "expired");
+    assert_eq!(site.run_json(1)["state"], "awaiting_approval");
+    site.collector
+        .advance_clock(lifeline_shared::v1::actions::APPROVAL_TTL_SECS);
+    assert_eq!(site.run_json(1)["state"], "expired");
+    let pending = site.collector.cli_ok(&["requests", "list"]);
+    assert!(pending.contains("No run requests are waiting"), "{pending}");
+    assert_failure(
+        &site.collector.cli_as(&site.second_admin, &["approve", "1"]),
+        "approve an expired request",
+        "has expired",
+    );
+
+    // The machine comes back: nothing expired reaches it.
+    site.service = AgentService::start(&site.agent);
+    eventually("a heartbeat", Duration::from_secs(30), || {
+        site.collector.cli_json(&["machines", "list"])[0]["online"]
+            .as_bool()
+            .filter(|online| *online)
+    });
+    assert_eq!(site.run_json(2)["state"], "expired");
+    assert!(site.run_json(2)["delivered_at"].is_null());
+}
+
+#[test]
 fn consent_actions_are_refused_while_nobody_can_be_asked() {
     let site = Site::new();
     let out = site.run("ask-first", &["--wait"]);

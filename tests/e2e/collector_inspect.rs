@@ -8,7 +8,7 @@ use lifeline_shared::v1::snapshot::Snapshot;
 use lifeline_shared::v1::vitals::Vitals;
 use lifeline_shared::v1::work::{Heartbeat, WorkResult};
 
-use crate::harness::{Http, TestAgent, TestCollector, assert_success, eventually};
+use crate::harness::{AgentService, Http, TestAgent, TestCollector, assert_success, eventually};
 
 fn result_path(id: u64) -> String {
     paths::AGENT_WORK_RESULT.replace("{id}", &id.to_string())
@@ -172,16 +172,6 @@ fn unanswered_inspection_times_out_with_the_work_id() {
     assert!(stderr.contains("work show 1"), "{stderr}");
 }
 
-/// The real `lifeline-agent run`, killed when dropped.
-struct RunningAgent(std::process::Child);
-
-impl Drop for RunningAgent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn real_agent_service_heartbeats_and_answers_an_inspection() {
     let collector = TestCollector::spawn();
@@ -193,15 +183,7 @@ fn real_agent_service_heartbeats_and_answers_an_inspection() {
             .status,
         200
     );
-    let _service = RunningAgent(
-        std::process::Command::new(crate::binaries::agent())
-            .args(["run", "--heartbeat-secs", "1", "--poll-secs", "5"])
-            .env("LIFELINE_AGENT_DIR", agent.dir())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start lifeline-agent run"),
-    );
+    let _service = AgentService::start(&agent);
     eventually("a heartbeat with vitals", Duration::from_secs(30), || {
         let shown = collector.cli_json(&["machines", "show", &agent.machine_id]);
         shown["last_vitals"].is_object().then_some(())
@@ -228,10 +210,8 @@ fn real_agent_service_heartbeats_and_answers_an_inspection() {
 fn an_offline_machine_is_reported_and_its_inspection_waits_for_its_return() {
     let collector = TestCollector::spawn();
     let agent = TestAgent::enrolled(&collector);
-    // No service runs: after OFFLINE_AFTER_SECS without contact the machine is offline. There is
-    // no way to move the collector's clock from outside, so this test really waits.
-    let offline_after = lifeline_shared::v1::work::OFFLINE_AFTER_SECS as u64;
-    std::thread::sleep(Duration::from_secs(offline_after + 3));
+    // No service runs: after OFFLINE_AFTER_SECS without contact the machine is offline.
+    collector.advance_clock(lifeline_shared::v1::work::OFFLINE_AFTER_SECS + 3);
     let listed = collector.cli_json(&["machines", "list"]);
     assert_eq!(listed[0]["online"], false, "{listed}");
 
@@ -242,15 +222,7 @@ fn an_offline_machine_is_reported_and_its_inspection_waits_for_its_return() {
     assert!(stderr.contains("the request waits until"), "{stderr}");
 
     // The machine comes back: the queued inspection is delivered and answered.
-    let _service = RunningAgent(
-        std::process::Command::new(crate::binaries::agent())
-            .args(["run", "--heartbeat-secs", "1", "--poll-secs", "5"])
-            .env("LIFELINE_AGENT_DIR", agent.dir())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start lifeline-agent run"),
-    );
+    let _service = AgentService::start(&agent);
     eventually(
         "the waiting inspection is answered",
         Duration::from_secs(60),

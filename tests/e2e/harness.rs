@@ -163,6 +163,16 @@ impl TestCollector {
         Http::new(&self.url, &self.ca_path(), None)
     }
 
+    /// Moves the collector's clock forward by `secs` seconds (it reads the offset at every use).
+    pub fn advance_clock(&self, secs: i64) {
+        let file = clock_file(&self.data_dir());
+        let now: i64 = fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        fs::write(&file, (now + secs).to_string()).expect("write the clock offset");
+    }
+
     /// The collector's log so far (stderr), for failure messages.
     pub fn log(&self) -> String {
         fs::read_to_string(self.data_dir().join("collector.log")).unwrap_or_default()
@@ -177,6 +187,11 @@ impl Drop for TestCollector {
 
 fn data_dir(dir: &TempDir) -> PathBuf {
     dir.path().join("data")
+}
+
+/// The offset file the test collector's clock follows (see [`TestCollector::advance_clock`]).
+fn clock_file(data_dir: &Path) -> PathBuf {
+    data_dir.with_file_name("clock-offset")
 }
 
 fn token_after(text: &str, marker: &str) -> Option<String> {
@@ -206,6 +221,8 @@ fn start(
         .arg("serve")
         .arg("--data-dir")
         .arg(data_dir)
+        .arg("--test-clock-file")
+        .arg(clock_file(data_dir))
         .args(["--listen", listen])
         .args(extra)
         .env("LIFELINE_LOG", "info")
