@@ -8,6 +8,7 @@ pub mod audit;
 pub mod bootstrap;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod http;
 pub mod pki;
 pub mod secret;

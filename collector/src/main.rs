@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use lifeline_collector::bootstrap::{self, BootstrapOptions, FIRST_ADMIN, LISTEN_ADDR_FILE};
 use lifeline_collector::cli::{self, ClientCommand, ConnectionArgs};
 use lifeline_collector::clock::{FileOffsetClock, SharedClock, SystemClock};
+use lifeline_collector::config::ServerConfig;
 use lifeline_collector::http::enroll::EnrollmentMode;
 use lifeline_collector::{AppState, serve};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -38,13 +39,17 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Where the database, CA and keys live
-    #[arg(long, default_value = "./lifeline-data")]
-    data_dir: PathBuf,
+    /// Settings in TOML (data_dir, listen, san, enrollment, allow_tls12, tls_cert, tls_key);
+    /// flags given here win over the file
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Where the database, CA and keys live [default: ./lifeline-data]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
     /// Address to listen on (port 0 picks a free port; the bound address is written to
-    /// DATA_DIR/listen-addr)
-    #[arg(long, default_value = "127.0.0.1:8443")]
-    listen: SocketAddr,
+    /// DATA_DIR/listen-addr) [default: 127.0.0.1:8443]
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// Extra DNS name or IP address for the generated server certificate (repeatable)
     #[arg(long = "san")]
     sans: Vec<String>,
@@ -61,8 +66,50 @@ struct ServeArgs {
     #[arg(long, hide = true)]
     test_clock_file: Option<PathBuf>,
     /// `approve` holds newly enrolled machines until an admin runs `machines approve`
-    #[arg(long, value_enum, default_value_t = EnrollmentMode::Open)]
+    /// [default: open]
+    #[arg(long, value_enum)]
+    enrollment: Option<EnrollmentMode>,
+}
+
+/// The settings `serve` runs with: flags, else the configuration file, else the defaults.
+#[derive(Debug)]
+struct Settings {
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    sans: Vec<String>,
+    operator_cert: Option<(PathBuf, PathBuf)>,
+    allow_tls12: bool,
     enrollment: EnrollmentMode,
+}
+
+impl Settings {
+    fn of(args: &ServeArgs) -> anyhow::Result<Settings> {
+        let file = match &args.config {
+            Some(path) => ServerConfig::load(path)?,
+            None => ServerConfig::default(),
+        };
+        let mut sans = file.san;
+        sans.extend(args.sans.iter().cloned());
+        let operator_cert = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            _ => file.tls_cert.zip(file.tls_key),
+        };
+        Ok(Settings {
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./lifeline-data")),
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8443))),
+            sans,
+            operator_cert,
+            allow_tls12: args.allow_tls12 || file.allow_tls12.unwrap_or(false),
+            enrollment: args.enrollment.or(file.enrollment).unwrap_or_default(),
+        })
+    }
 }
 
 fn main() -> ExitCode {
@@ -114,6 +161,7 @@ fn run_server(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::of(&args)?;
     let clock: SharedClock = match &args.test_clock_file {
         Some(path) => {
             tracing::warn!(file = %path.display(), "the clock follows a test offset file");
@@ -122,14 +170,19 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
         None => Arc::new(SystemClock),
     };
     let options = BootstrapOptions {
-        data_dir: args.data_dir.clone(),
-        extra_sans: args.sans.clone(),
-        operator_cert: args.tls_cert.clone().zip(args.tls_key.clone()),
-        allow_tls12: args.allow_tls12,
+        data_dir: settings.data_dir.clone(),
+        extra_sans: settings.sans.clone(),
+        operator_cert: settings.operator_cert.clone(),
+        allow_tls12: settings.allow_tls12,
     };
     let prepared = bootstrap::prepare(&options, clock.as_ref())
         .await
-        .with_context(|| format!("cannot prepare data directory {}", args.data_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot prepare data directory {}",
+                settings.data_dir.display()
+            )
+        })?;
 
     let metrics = PrometheusBuilder::new()
         .set_buckets_for_metric(
@@ -144,16 +197,16 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
     let active = prepared.store.count_active_machines().await?;
     metrics::gauge!("lifeline_machines_active").set(active as f64);
 
-    let listen_file = args.data_dir.join(LISTEN_ADDR_FILE);
+    let listen_file = settings.data_dir.join(LISTEN_ADDR_FILE);
     let _ = std::fs::remove_file(&listen_file);
-    let listener = std::net::TcpListener::bind(args.listen)
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = std::net::TcpListener::bind(settings.listen)
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let bound = listener
         .local_addr()
         .context("cannot read the bound address")?;
     bootstrap::write_file(&listen_file, bound.to_string().as_bytes(), 0o644)?;
     let url = format!("https://{bound}");
-    tracing::info!(%url, data_dir = %args.data_dir.display(), "collector listening");
+    tracing::info!(%url, data_dir = %settings.data_dir.display(), "collector listening");
 
     if let Some(first) = &prepared.first_start {
         let ca = if prepared.operator_cert {
@@ -171,7 +224,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
              Log in as the admin ({admin_name}) from this machine:\n  \
              export LIFELINE_SERVER={url} LIFELINE_CA={ca} LIFELINE_TOKEN={admin}\n  \
              lifeline-collector tickets list\n",
-            dir = args.data_dir.display(),
+            dir = settings.data_dir.display(),
             enroll = first.enrollment_token.expose(),
             admin = first.admin_token.expose(),
             admin_name = FIRST_ADMIN,
@@ -183,7 +236,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
         ca: prepared.ca,
         clock,
         metrics: Some(metrics),
-        enrollment: args.enrollment,
+        enrollment: settings.enrollment,
         wakeups: Default::default(),
     };
     serve(listener, prepared.tls, state, shutdown_signal())

@@ -16,6 +16,7 @@ mod actions;
 mod agent_service;
 mod binaries;
 mod collector_bad_input;
+mod collector_config;
 mod collector_flow;
 mod collector_inspect;
 mod collector_roles;

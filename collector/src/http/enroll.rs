@@ -23,7 +23,8 @@ use crate::secret::{TokenHash, TokenKind, generate_token, hex, random_bytes};
 use crate::store::Enrollment;
 
 /// Whether new machines may file tickets right after enrolling.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EnrollmentMode {
     /// A valid enrollment token is enough.
     #[default]
