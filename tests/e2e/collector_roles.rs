@@ -60,6 +60,8 @@ const EXPECTED: &[(&str, &str, &[Caller])] = &[
     ("GET", "/api/v1/users", &[Admin]),
     ("POST", "/api/v1/users", &[Admin]),
     ("POST", "/api/v1/users/{name}/revoke", &[Admin]),
+    ("GET", "/api/v1/audit", &[Admin]),
+    ("GET", "/api/v1/audit/verify", &[Admin]),
 ];
 
 fn callers_of(access: Access) -> Vec<Caller> {

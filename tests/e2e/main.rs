@@ -13,6 +13,7 @@
 )]
 
 mod agent_service;
+mod audit;
 mod binaries;
 mod collector_bad_input;
 mod collector_flow;

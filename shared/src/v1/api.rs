@@ -43,6 +43,10 @@ pub mod paths {
     pub const MACHINES: &str = "/api/v1/machines";
     pub const USERS: &str = "/api/v1/users";
     pub const ENROLLMENT_TOKENS: &str = "/api/v1/enrollment-tokens";
+    /// `GET` audit entries in order: `?since=RFC3339&actor=NAME&after_seq=N&limit=N`.
+    pub const AUDIT: &str = "/api/v1/audit";
+    /// `GET` the collector's own verification of the audit chain: `?head=HASH`.
+    pub const AUDIT_VERIFY: &str = "/api/v1/audit/verify";
 }
 
 /// Body of every error response: `{"error": "what is wrong"}`.
