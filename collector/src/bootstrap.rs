@@ -8,6 +8,7 @@
 //! - `listen-addr`: the address the running server bound (written after binding)
 //!
 //! Secrets are created once: a later start finds an admin in the database and prints nothing.
+//! Creating them writes the first audit log entries (actor `collector`).
 
 use std::fs;
 use std::io::Write;
@@ -17,7 +18,9 @@ use std::sync::Arc;
 use lifeline_shared::v1::api::Role;
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
+use serde_json::json;
 
+use crate::audit::{self, Event};
 use crate::clock::Clock;
 use crate::pki::{CertificateAuthority, PkiError, certs_from_pem};
 use crate::secret::{RandomError, Secret, TokenHash, TokenKind, generate_token};
@@ -159,6 +162,13 @@ pub async fn prepare(
         store
             .add_user(FIRST_ADMIN, Role::Admin, &TokenHash::of(&admin_token), now)
             .await?;
+        let token_created = Event::new(audit::COLLECTOR, "enrollment_token.create")
+            .detail(json!({ "first_start": true, "expires_at": null, "max_uses": null }));
+        audit::record_in(&store, token_created, now).await?;
+        let admin_added = Event::new(audit::COLLECTOR, "user.add")
+            .subject(format!("user:{FIRST_ADMIN}"))
+            .detail(json!({ "role": Role::Admin, "first_start": true }));
+        audit::record_in(&store, admin_added, now).await?;
         Some(FirstStart {
             admin_token,
             enrollment_token,
@@ -295,6 +305,27 @@ mod tests {
         drop(first);
         let second = prepare(&options(tmp.path()), &SystemClock).await.unwrap();
         assert!(second.first_start.is_none());
+        let audited = second
+            .store
+            .list_audit(&crate::store::AuditFilter {
+                since: None,
+                actor: None,
+                after_seq: None,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        let actions: Vec<(&str, &str)> = audited
+            .iter()
+            .map(|e| (e.actor.as_str(), e.action.as_str()))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("collector", "enrollment_token.create"),
+                ("collector", "user.add")
+            ]
+        );
         assert_eq!(fs::read(tmp.path().join("data/ca.pem")).unwrap(), ca_before);
         #[cfg(unix)]
         {

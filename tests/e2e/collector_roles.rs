@@ -72,6 +72,8 @@ const EXPECTED: &[(&str, &str, &[Caller])] = &[
     ("POST", "/api/v1/runs/{id}/approve", &[Admin]),
     ("POST", "/api/v1/runs/{id}/deny", &[Admin]),
     ("POST", "/api/v1/agent/work/{id}/progress", &[Agent]),
+    ("GET", "/api/v1/audit", &[Admin]),
+    ("GET", "/api/v1/audit/verify", &[Admin]),
 ];
 
 fn callers_of(access: Access) -> Vec<Caller> {

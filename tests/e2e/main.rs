@@ -14,6 +14,7 @@
 
 mod actions;
 mod agent_service;
+mod audit;
 mod binaries;
 mod collector_bad_input;
 mod collector_config;

@@ -4,6 +4,7 @@
 //! `LIFELINE_CA`. Output is a table or page for people, or the API's JSON with `--json`.
 
 pub mod actions;
+pub mod audit;
 pub mod client;
 pub mod output;
 
@@ -83,6 +84,9 @@ pub enum ClientCommand {
         #[arg(long)]
         reason: String,
     },
+    /// The tamper-evident audit log (admin)
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -178,6 +182,8 @@ pub enum CliError {
     },
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
     #[error("cannot write output: {0}")]
     Output(#[from] std::io::Error),
     #[error("cannot encode output: {0}")]
@@ -281,6 +287,7 @@ pub fn run(args: &ConnectionArgs, command: &ClientCommand) -> Result<(), CliErro
         ClientCommand::Tickets(command) => tickets(&client, &out, command),
         ClientCommand::Machines(command) => machines(&client, &out, command),
         ClientCommand::Users(command) => users(&client, &out, command),
+        ClientCommand::Audit(command) => audit::run(&client, &out, command),
         ClientCommand::Work(WorkCommand::Show { id }) => {
             let status: WorkStatus = client.get(&work_path(*id, 0))?;
             out.show(&status, output::inspection_page)

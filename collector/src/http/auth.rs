@@ -7,7 +7,10 @@
 //! - enrollment presents `Authorization: Bearer lle_...`, plus the agent's current client
 //!   certificate when it re-enrolls (so it keeps its machine id).
 //!
-//! Tokens are looked up by their SHA-256; no token or hash is ever logged.
+//! Tokens are looked up by their SHA-256; no token or hash is ever logged. Refused credentials
+//! (and staff calling above their role) are audited, rate-limited: see
+//! [`crate::audit::record_refusal`]. A missing credential or a machine waiting for approval is
+//! not a refusal worth a log entry.
 
 use std::sync::Arc;
 
@@ -17,9 +20,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum_server::tls::TlsInfo;
 use lifeline_shared::v1::api::{MachineStatus, Role, paths};
+use serde_json::json;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::audit;
 use crate::secret::{Secret, TokenHash, TokenKind, certificate_fingerprint};
 
 /// Who may call a route.
@@ -90,6 +95,8 @@ pub const RULES: &[Rule] = &[
     rule("POST", paths::RUN_APPROVE, Access::Admin),
     rule("POST", paths::RUN_DENY, Access::Admin),
     rule("POST", paths::AGENT_WORK_PROGRESS, Access::Agent),
+    rule("GET", paths::AUDIT, Access::Admin),
+    rule("GET", paths::AUDIT_VERIFY, Access::Admin),
 ];
 
 fn access_for(method: &Method, path: &str) -> Option<Access> {
@@ -133,17 +140,29 @@ pub async fn authorize(
         tracing::error!(method = %request.method(), route = %path, "route has no access rule");
         return ApiError::Forbidden("no access rule for this route".to_owned()).into_response();
     };
-    match admit(&state, access, &mut request).await {
+    let route = format!("{} {path}", request.method());
+    match admit(&state, access, &route, &mut request).await {
         Ok(()) => next.run(request).await,
         Err(error) => error.into_response(),
     }
 }
 
-async fn admit(state: &AppState, access: Access, request: &mut Request) -> Result<(), ApiError> {
+async fn admit(
+    state: &AppState,
+    access: Access,
+    route: &str,
+    request: &mut Request,
+) -> Result<(), ApiError> {
     if access == Access::Public {
         return Ok(());
     }
-    let bearer = bearer_token(request)?;
+    let bearer = match bearer_token(request) {
+        Ok(bearer) => bearer,
+        Err(error) => {
+            audit_failure(state, route, AUTHORIZATION_HEADER, "malformed", None).await;
+            return Err(error);
+        }
+    };
     let client_cert = request
         .extensions()
         .get::<Arc<TlsInfo>>()
@@ -157,8 +176,12 @@ async fn admit(state: &AppState, access: Access, request: &mut Request) -> Resul
                         .to_owned(),
                 ));
             };
-            let staff = staff_identity(state, &token).await?;
+            let staff = staff_identity(state, route, &token).await?;
             if access == Access::Admin && staff.role != Role::Admin {
+                let event = audit::Event::new(&staff.name, "auth.forbidden")
+                    .subject(format!("user:{}", staff.name))
+                    .detail(json!({ "route": route, "role": staff.role, "needs": Role::Admin }));
+                audit::record_refusal(state, USER_TOKEN, event).await;
                 return Err(ApiError::Forbidden(format!(
                     "user {:?} is a {}; this needs an admin",
                     staff.name, staff.role
@@ -179,7 +202,7 @@ async fn admit(state: &AppState, access: Access, request: &mut Request) -> Resul
                     "this route needs an enrolled agent's client certificate".to_owned(),
                 ));
             };
-            let machine_id = agent_identity(state, &der).await?;
+            let machine_id = agent_identity(state, route, &der).await?;
             request
                 .extensions_mut()
                 .insert(AgentIdentity { machine_id });
@@ -193,16 +216,28 @@ async fn admit(state: &AppState, access: Access, request: &mut Request) -> Resul
                 ));
             };
             if TokenKind::of(token.expose()) != Some(TokenKind::Enrollment) {
+                audit_failure(
+                    state,
+                    route,
+                    ENROLLMENT_TOKEN,
+                    "not an enrollment token",
+                    None,
+                )
+                .await;
                 return Err(ApiError::Unauthorized(
                     "unknown enrollment token".to_owned(),
                 ));
             }
             let token_hash = TokenHash::of(&token);
-            state
+            let checked = state
                 .store
                 .check_enrollment_token(&token_hash, state.clock.now())
-                .await?
-                .map_err(|refusal| ApiError::Unauthorized(refusal.to_string()))?;
+                .await?;
+            if let Err(refusal) = checked {
+                let reason = refusal.to_string();
+                audit_failure(state, route, ENROLLMENT_TOKEN, &reason, None).await;
+                return Err(ApiError::Unauthorized(reason));
+            }
             // Re-enrollment: a known certificate keeps its machine id (pending or active); an
             // unknown one (a collector that lost its data) simply enrolls a new machine.
             let existing_machine = match client_cert {
@@ -210,6 +245,7 @@ async fn admit(state: &AppState, access: Access, request: &mut Request) -> Resul
                     let fingerprint = certificate_fingerprint(&der);
                     match state.store.machine_by_fingerprint(&fingerprint).await? {
                         Some(machine) if machine.status == MachineStatus::Revoked => {
+                            audit_revoked_machine(state, route, &machine.id).await;
                             return Err(revoked(&machine.id));
                         }
                         Some(machine) => Some(machine.id),
@@ -246,9 +282,14 @@ fn bearer_token(request: &Request) -> Result<Option<Secret>, ApiError> {
     }
 }
 
-async fn staff_identity(state: &AppState, token: &Secret) -> Result<StaffIdentity, ApiError> {
+async fn staff_identity(
+    state: &AppState,
+    route: &str,
+    token: &Secret,
+) -> Result<StaffIdentity, ApiError> {
     const REFUSED: &str = "unknown or revoked token";
     if TokenKind::of(token.expose()) != Some(TokenKind::User) {
+        audit_failure(state, route, USER_TOKEN, "not a user token", None).await;
         return Err(ApiError::Unauthorized(REFUSED.to_owned()));
     }
     let hash = TokenHash::of(token);
@@ -258,8 +299,47 @@ async fn staff_identity(state: &AppState, token: &Secret) -> Result<StaffIdentit
             name: user.name,
             role: user.role,
         }),
-        _ => Err(ApiError::Unauthorized(REFUSED.to_owned())),
+        Some(user) if user.token_hash.matches(&hash) => {
+            let subject = Some(format!("user:{}", user.name));
+            audit_failure(state, route, USER_TOKEN, "revoked token", subject).await;
+            Err(ApiError::Unauthorized(REFUSED.to_owned()))
+        }
+        _ => {
+            audit_failure(state, route, USER_TOKEN, "unknown token", None).await;
+            Err(ApiError::Unauthorized(REFUSED.to_owned()))
+        }
     }
+}
+
+/// What a refused caller presented, as audited and counted.
+const USER_TOKEN: &str = "user token";
+const ENROLLMENT_TOKEN: &str = "enrollment token";
+const CLIENT_CERTIFICATE: &str = "client certificate";
+const AUTHORIZATION_HEADER: &str = "authorization header";
+
+/// Audits a refused credential as `auth.failure` by `anonymous`: which kind of credential, why,
+/// and the route. Never the token or its hash.
+async fn audit_failure(
+    state: &AppState,
+    route: &str,
+    credential: &'static str,
+    reason: &str,
+    subject: Option<String>,
+) {
+    let mut event = audit::Event::new(audit::ANONYMOUS, "auth.failure").detail(json!({
+        "credential": credential,
+        "reason": reason,
+        "route": route,
+    }));
+    if let Some(subject) = subject {
+        event = event.subject(subject);
+    }
+    audit::record_refusal(state, credential, event).await;
+}
+
+async fn audit_revoked_machine(state: &AppState, route: &str, machine_id: &str) {
+    let subject = Some(audit::machine_actor(machine_id));
+    audit_failure(state, route, CLIENT_CERTIFICATE, "machine revoked", subject).await;
 }
 
 fn revoked(machine_id: &str) -> ApiError {
@@ -268,10 +348,13 @@ fn revoked(machine_id: &str) -> ApiError {
     ))
 }
 
-async fn agent_identity(state: &AppState, der: &[u8]) -> Result<String, ApiError> {
+async fn agent_identity(state: &AppState, route: &str, der: &[u8]) -> Result<String, ApiError> {
     let fingerprint = certificate_fingerprint(der);
     match state.store.machine_by_fingerprint(&fingerprint).await? {
-        Some(machine) if machine.status == MachineStatus::Revoked => Err(revoked(&machine.id)),
+        Some(machine) if machine.status == MachineStatus::Revoked => {
+            audit_revoked_machine(state, route, &machine.id).await;
+            Err(revoked(&machine.id))
+        }
         Some(machine) if machine.status == MachineStatus::Pending => {
             Err(ApiError::Forbidden(format!(
                 "machine {} is waiting for an administrator's approval",
@@ -285,10 +368,21 @@ async fn agent_identity(state: &AppState, der: &[u8]) -> Result<String, ApiError
                 .await?;
             Ok(machine.id)
         }
-        None => Err(ApiError::Unauthorized(
-            "client certificate is not registered (replaced by a newer enrollment?): enroll again"
-                .to_owned(),
-        )),
+        None => {
+            // A certificate our CA signed (the handshake checked that) but no longer current.
+            let event = audit::Event::new(audit::ANONYMOUS, "auth.failure").detail(json!({
+                "credential": CLIENT_CERTIFICATE,
+                "reason": "certificate not registered",
+                "route": route,
+                "fingerprint": fingerprint,
+            }));
+            audit::record_refusal(state, CLIENT_CERTIFICATE, event).await;
+            Err(ApiError::Unauthorized(
+                "client certificate is not registered (replaced by a newer enrollment?): enroll \
+                 again"
+                    .to_owned(),
+            ))
+        }
     }
 }
 

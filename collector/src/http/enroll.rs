@@ -13,12 +13,15 @@ use lifeline_shared::v1::api::{
     EnrollRequest, EnrollResponse, EnrollmentTokenCreated, MachineStatus, NewEnrollmentToken,
     RenewRequest, paths,
 };
-use time::Duration;
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
 
 use super::AppState;
 use super::auth::{AgentIdentity, EnrollmentGrant, StaffIdentity};
 use super::body::{BodyLimits, read_json};
 use super::error::ApiError;
+use crate::audit::{self, Event, machine_actor};
 use crate::secret::{TokenHash, TokenKind, generate_token, hex, random_bytes};
 use crate::store::Enrollment;
 
@@ -89,6 +92,20 @@ async fn enroll(
         )
         .await?;
     tracing::info!(machine = %machine_id, reenrolled, %status, "machine enrolled");
+    let action = if reenrolled {
+        "machine.reenroll"
+    } else {
+        "machine.enroll"
+    };
+    let event = Event::new(machine_actor(&machine_id), action)
+        .subject(machine_actor(&machine_id))
+        .detail(json!({
+            "hostname": hostname,
+            "status": status,
+            "certificate": issued.fingerprint,
+            "not_after": rfc3339(issued.not_after),
+        }));
+    audit::record(&state, event).await?;
     if !reenrolled {
         metrics::counter!("lifeline_machines_enrolled_total").increment(1);
     }
@@ -133,6 +150,13 @@ async fn renew(
         )));
     }
     tracing::info!(machine = %agent.machine_id, not_after = %issued.not_after, "certificate renewed");
+    let event = Event::new(machine_actor(&agent.machine_id), "machine.renew")
+        .subject(machine_actor(&agent.machine_id))
+        .detail(json!({
+            "certificate": issued.fingerprint,
+            "not_after": rfc3339(issued.not_after),
+        }));
+    audit::record(&state, event).await?;
     Ok(Json(EnrollResponse {
         machine_id: agent.machine_id,
         certificate_pem: issued.cert_pem,
@@ -141,6 +165,11 @@ async fn renew(
         status: MachineStatus::Active,
         catalog_keys: super::actions::trusted_keys(&state).await?,
     }))
+}
+
+/// A time as audit details show it.
+fn rfc3339(at: OffsetDateTime) -> Option<String> {
+    at.format(&Rfc3339).ok()
 }
 
 async fn create_enrollment_token(
@@ -176,6 +205,11 @@ async fn create_enrollment_token(
         .add_enrollment_token(&TokenHash::of(&token), expires_at, request.max_uses, now)
         .await?;
     tracing::info!(by = %admin.name, ?expires_at, max_uses = ?request.max_uses, "enrollment token created");
+    let event = Event::new(&admin.name, "enrollment_token.create").detail(json!({
+        "expires_at": expires_at.map(rfc3339),
+        "max_uses": request.max_uses,
+    }));
+    audit::record(&state, event).await?;
     Ok(Json(EnrollmentTokenCreated {
         token: token.expose().to_owned(),
         expires_at,

@@ -5,11 +5,13 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use lifeline_shared::v1::api::{MachineDetail, MachineStatus, MachineSummary, VitalsSample, paths};
 use lifeline_shared::v1::vitals::Vitals;
+use serde_json::json;
 
 use super::AppState;
 use super::auth::{AgentIdentity, StaffIdentity};
 use super::error::ApiError;
 use super::work::is_online;
+use crate::audit::{self, Event, machine_actor};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -120,6 +122,8 @@ async fn approve_machine(
         Some(MachineStatus::Active) => {}
         Some(MachineStatus::Pending) => {
             tracing::info!(by = %admin.name, machine = %id, "machine approved");
+            let event = Event::new(&admin.name, "machine.approve").subject(machine_actor(&id));
+            audit::record(&state, event).await?;
         }
     }
     let active = state.store.count_active_machines().await?;
@@ -136,6 +140,10 @@ async fn revoke_machine(
     let id = machine.summary.id;
     state.store.revoke_machine(&id, state.clock.now()).await?;
     tracing::info!(by = %admin.name, machine = %id, "machine revoked");
+    let event = Event::new(&admin.name, "machine.revoke")
+        .subject(machine_actor(&id))
+        .detail(json!({ "previous_status": machine.summary.status }));
+    audit::record(&state, event).await?;
     let active = state.store.count_active_machines().await?;
     metrics::gauge!("lifeline_machines_active").set(active as f64);
     find(&state, &id).await

@@ -5,6 +5,7 @@
 //! access policy sees the route template. Unmatched paths get a JSON 404.
 
 pub mod actions;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod enroll;
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(users::routes())
         .merge(work::routes())
         .merge(actions::routes())
+        .merge(audit::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,

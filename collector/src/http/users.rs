@@ -6,11 +6,13 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use lifeline_shared::v1::api::{NewUser, UserCreated, UserSummary, paths};
+use serde_json::json;
 
 use super::AppState;
 use super::auth::StaffIdentity;
 use super::body::{BodyLimits, read_json};
 use super::error::ApiError;
+use crate::audit::{self, Event};
 use crate::secret::{TokenHash, TokenKind, generate_token};
 
 /// Longest user name.
@@ -66,6 +68,10 @@ async fn add_user(
         )
         .await?;
     tracing::info!(by = %admin.name, user = %request.name, role = %request.role, "user added");
+    let event = Event::new(&admin.name, "user.add")
+        .subject(format!("user:{}", request.name))
+        .detail(json!({ "role": request.role }));
+    audit::record(&state, event).await?;
     Ok(Json(UserCreated {
         name: request.name,
         role: request.role,
@@ -87,6 +93,11 @@ async fn revoke_user(
         return Err(ApiError::NotFound(format!("no active user {name:?}")));
     }
     tracing::info!(by = %admin.name, user = %name, "user revoked");
+    audit::record(
+        &state,
+        Event::new(&admin.name, "user.revoke").subject(format!("user:{name}")),
+    )
+    .await?;
     Ok(Json(state.store.list_users().await?))
 }
 

@@ -282,6 +282,18 @@ pub struct NewAuditEntry {
     pub detail: serde_json::Value,
 }
 
+/// Which audit entries to list, in `seq` order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Entries at or after this time.
+    pub since: Option<OffsetDateTime>,
+    /// Entries by this actor only.
+    pub actor: Option<String>,
+    /// Entries after this sequence number (paging: the last `seq` of the previous page).
+    pub after_seq: Option<u64>,
+    pub limit: u32,
+}
+
 /// The storage interface of the collector.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Whether any admin exists (false on a fresh database).
@@ -487,4 +499,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         entry: &'a NewAuditEntry,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, AuditEntry>;
+    /// Audit entries matching `filter`, ordered by `seq`. A stored row that cannot be read
+    /// (tampered with outside the collector) is listed with a `hash` starting with
+    /// [`lifeline_shared::v1::audit::UNREADABLE_PREFIX`], so verification reports it as altered.
+    fn list_audit<'a>(&'a self, filter: &'a AuditFilter) -> StoreFuture<'a, Vec<AuditEntry>>;
 }

@@ -14,7 +14,7 @@ use lifeline_shared::v1::api::{
     TicketDetail, TicketFilter, TicketStatus, TicketSummary, TicketUpdate, Tier, Urgency,
     UserSummary,
 };
-use lifeline_shared::v1::audit::{self, AuditEntry, GENESIS_HASH};
+use lifeline_shared::v1::audit::{self, AuditEntry, GENESIS_HASH, UNREADABLE_PREFIX};
 use lifeline_shared::v1::snapshot::Snapshot;
 use lifeline_shared::v1::work::WorkState;
 use sqlx::Row;
@@ -26,10 +26,10 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    CatalogKeyRecord, CatalogRecord, Enrollment, EnrollmentRefusal, MachineRecord, NewAuditEntry,
-    NewCatalog, NewRunRecord, PublishOutcome, RecordedTicket, RunFilter, RunFinish, RunRecord,
-    Store, StoreError, StoreFuture, StoredAction, TicketRecord, UserRecord, VITALS_HISTORY,
-    WorkOutcome, WorkRecord,
+    AuditFilter, CatalogKeyRecord, CatalogRecord, Enrollment, EnrollmentRefusal, MachineRecord,
+    NewAuditEntry, NewCatalog, NewRunRecord, PublishOutcome, RecordedTicket, RunFilter, RunFinish,
+    RunRecord, Store, StoreError, StoreFuture, StoredAction, TicketRecord, UserRecord,
+    VITALS_HISTORY, WorkOutcome, WorkRecord,
 };
 use crate::secret::TokenHash;
 
@@ -1412,6 +1412,89 @@ impl Store for SqliteStore {
             Ok(stored)
         })
     }
+
+    fn list_audit<'a>(&'a self, filter: &'a AuditFilter) -> StoreFuture<'a, Vec<AuditEntry>> {
+        Box::pin(async move {
+            // `seq > $1` always, so paging seeks by rowid instead of scanning from the start.
+            let rows = sqlx::query(
+                "SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit_log \
+                 WHERE seq > $1 AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR actor = $3) \
+                 ORDER BY seq LIMIT $4",
+            )
+            .bind(filter.after_seq.map_or(i64::MIN, to_i64))
+            .bind(filter.since.map(millis))
+            .bind(filter.actor.as_deref())
+            .bind(i64::from(filter.limit))
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.iter().map(audit_entry).collect())
+        })
+    }
+}
+
+/// An audit row, read so that tampering cannot make listing or verification fail: a column
+/// that cannot be read (a NULL where text belongs, a `detail` that is not JSON, a time out of
+/// range) marks the entry with an unreadable hash, which verification reports as altered.
+fn audit_entry(row: &SqliteRow) -> AuditEntry {
+    let mut unreadable = Vec::new();
+    let seq = row
+        .try_get::<i64, _>("seq")
+        .ok()
+        .and_then(|seq| u64::try_from(seq).ok())
+        .unwrap_or_else(|| {
+            unreadable.push("seq");
+            0
+        });
+    let at = row
+        .try_get::<i64, _>("at")
+        .ok()
+        .and_then(|ms| from_millis(ms).ok())
+        .unwrap_or_else(|| {
+            unreadable.push("at");
+            OffsetDateTime::UNIX_EPOCH
+        });
+    let mut text = |column: &'static str| match row.try_get::<Option<String>, _>(column) {
+        Ok(Some(value)) => value,
+        _ => {
+            unreadable.push(column);
+            String::new()
+        }
+    };
+    let actor = text("actor");
+    let action = text("action");
+    let prev_hash = text("prev_hash");
+    let hash = text("hash");
+    let subject = row
+        .try_get::<Option<String>, _>("subject")
+        .unwrap_or_else(|_| {
+            unreadable.push("subject");
+            None
+        });
+    let detail = match row.try_get::<Option<String>, _>("detail") {
+        Ok(Some(raw)) => serde_json::from_str(&raw).unwrap_or_else(|_| {
+            unreadable.push("detail");
+            serde_json::Value::String(raw)
+        }),
+        _ => {
+            unreadable.push("detail");
+            serde_json::Value::Null
+        }
+    };
+    let hash = if unreadable.is_empty() {
+        hash
+    } else {
+        format!("{UNREADABLE_PREFIX}{}", unreadable.join(", "))
+    };
+    AuditEntry {
+        seq,
+        at,
+        actor,
+        action,
+        subject,
+        detail,
+        prev_hash,
+        hash,
+    }
 }
 
 /// `FROM` clause and columns of a stored action (a macro so queries stay `&'static str`).
@@ -1931,5 +2014,123 @@ mod tests {
         let rows = store.vitals("m1", 5000).await.unwrap();
         assert_eq!(rows.len() as i64, VITALS_HISTORY);
         assert!(rows[0].1.contains(&format!("{}", VITALS_HISTORY + 4)));
+    }
+    fn event(actor: &str, action: &str) -> NewAuditEntry {
+        NewAuditEntry {
+            actor: actor.into(),
+            action: action.into(),
+            subject: Some(format!("user:{actor}")),
+            detail: serde_json::json!({"z": 1, "a": [1, 2]}),
+        }
+    }
+
+    fn all() -> AuditFilter {
+        AuditFilter {
+            since: None,
+            actor: None,
+            after_seq: None,
+            limit: 1000,
+        }
+    }
+
+    /// A store with five audit entries at t = 10..=14 s, by admin, bob, admin, bob, admin.
+    async fn store_with_audit() -> (tempfile::TempDir, SqliteStore) {
+        let (dir, store) = store().await;
+        for i in 0..5 {
+            let actor = if i % 2 == 0 { "admin" } else { "bob" };
+            store
+                .append_audit(&event(actor, "user.add"), at(10 + i))
+                .await
+                .unwrap();
+        }
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn audit_entries_list_in_order_and_filter_and_page() {
+        let (_dir, store) = store_with_audit().await;
+        let listed = store.list_audit(&all()).await.unwrap();
+        assert_eq!(
+            listed.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        let summary = audit::verify_chain(listed.clone(), None).unwrap();
+        assert_eq!(summary.entries, 5);
+        assert_eq!(summary.head, listed[4].hash);
+
+        let by_bob = AuditFilter {
+            actor: Some("bob".into()),
+            ..all()
+        };
+        let bob: Vec<u64> = store
+            .list_audit(&by_bob)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(bob, [2, 4]);
+        let since = AuditFilter {
+            since: Some(at(13)),
+            ..all()
+        };
+        assert_eq!(store.list_audit(&since).await.unwrap().len(), 2);
+        let page = AuditFilter {
+            after_seq: Some(2),
+            limit: 2,
+            ..all()
+        };
+        let page: Vec<u64> = store
+            .list_audit(&page)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(page, [3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_tampered_audit_row_lists_as_an_altered_entry_instead_of_failing() {
+        let (_dir, store) = store_with_audit().await;
+        sqlx::query("UPDATE audit_log SET detail = 'not json' WHERE seq = 3")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE audit_log SET at = 'yesterday', subject = x'00ff' WHERE seq = 4")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let listed = store.list_audit(&all()).await.unwrap();
+        assert_eq!(listed.len(), 5);
+        assert_eq!(listed[2].detail, serde_json::json!("not json"));
+        assert_eq!(listed[2].hash, format!("{UNREADABLE_PREFIX}detail"));
+        assert!(
+            listed[3].hash.starts_with(UNREADABLE_PREFIX),
+            "{}",
+            listed[3].hash
+        );
+        let err = audit::verify_chain(listed, None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "entry 3 was altered: its stored detail cannot be read"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_changed_audit_detail_that_is_still_json_is_an_alteration() {
+        let (_dir, store) = store_with_audit().await;
+        sqlx::query("UPDATE audit_log SET detail = '{\"a\":[1,2],\"z\":2}' WHERE seq = 2")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let err = audit::verify_chain(store.list_audit(&all()).await.unwrap(), None).unwrap_err();
+        assert_eq!(
+            err,
+            audit::ChainBreak::Altered {
+                seq: 2,
+                unreadable: None
+            }
+        );
     }
 }

@@ -58,6 +58,10 @@ pub mod paths {
     pub const RUN: &str = "/api/v1/runs/{id}";
     pub const RUN_APPROVE: &str = "/api/v1/runs/{id}/approve";
     pub const RUN_DENY: &str = "/api/v1/runs/{id}/deny";
+    /// `GET` audit entries in order: `?since=RFC3339&actor=NAME&after_seq=N&limit=N`.
+    pub const AUDIT: &str = "/api/v1/audit";
+    /// `GET` the collector's own verification of the audit chain: `?head=HASH`.
+    pub const AUDIT_VERIFY: &str = "/api/v1/audit/verify";
 }
 
 /// Body of every error response: `{"error": "what is wrong"}`.
