@@ -293,6 +293,8 @@ fn a_run_shows_every_step_its_output_and_the_after_action_check_on_the_ticket() 
             "{action} not audited: {audit:?}"
         );
     }
+    let verified = site.collector.cli_ok(&["audit", "verify"]);
+    assert!(verified.contains("audit chain intact"), "{verified}");
 }
 
 #[test]
