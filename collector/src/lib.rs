@@ -38,13 +38,6 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let handle = axum_server::Handle::new();
-    let on_shutdown = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        tracing::info!("shutting down");
-        on_shutdown.graceful_shutdown(Some(DRAIN_TIMEOUT));
-    });
     if let Some(metrics) = state.metrics.clone() {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -54,12 +47,30 @@ pub async fn serve(
             }
         });
     }
+    serve_router(listener, tls, router(state), shutdown).await
+}
+
+/// Serves any router with the collector's TLS stack and timeouts: [`serve`] uses it for the
+/// API, the benchmarks for a bare endpoint measured side by side with the real one.
+pub async fn serve_router(
+    listener: std::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let on_shutdown = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        on_shutdown.graceful_shutdown(Some(DRAIN_TIMEOUT));
+    });
     let acceptor =
         RustlsAcceptor::new(RustlsConfig::from_config(tls)).handshake_timeout(HANDSHAKE_TIMEOUT);
     axum_server::from_tcp(listener)?
         .acceptor(acceptor)
         .first_request_timeout(FIRST_REQUEST_TIMEOUT)
         .handle(handle)
-        .serve(router(state).into_make_service())
+        .serve(router.into_make_service())
         .await
 }
