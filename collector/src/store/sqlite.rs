@@ -40,7 +40,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     pool: SqlitePool,
     /// The group-commit writer for tickets (see [`ingest_loop`]).
-    ingest: mpsc::Sender<IngestJob>,
+    ingest: mpsc::Sender<WriteJob>,
     /// Serialises audit appends: each reads the chain's head and writes the next entry.
     audit: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
@@ -186,24 +186,74 @@ fn check_token(
 const SELECT_ENROLLMENT_TOKEN: &str =
     "SELECT expires_at, max_uses, uses FROM enrollment_tokens WHERE token_hash = $1";
 
-/// A ticket waiting for the group commit, and where its answer goes.
+/// A write waiting for the group commit, and where its answer goes.
 #[derive(Debug)]
-struct IngestJob {
-    ticket: TicketRecord,
-    now: OffsetDateTime,
-    reply: oneshot::Sender<Result<RecordedTicket, StoreError>>,
+enum WriteJob {
+    Ticket {
+        ticket: TicketRecord,
+        now: OffsetDateTime,
+        reply: oneshot::Sender<Result<RecordedTicket, StoreError>>,
+    },
+    Heartbeat {
+        machine_id: String,
+        vitals_json: String,
+        now: OffsetDateTime,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
-/// Most tickets committed together.
-const MAX_BATCH: usize = 64;
-/// Tickets that may wait for the writer before senders are slowed down.
+impl WriteJob {
+    /// Writes this job inside the batch's transaction (its own savepoint).
+    async fn write(&self, conn: &mut SqliteConnection) -> Result<Written, StoreError> {
+        match self {
+            WriteJob::Ticket { ticket, now, .. } => {
+                insert_ticket(conn, ticket, *now).await.map(Written::Ticket)
+            }
+            WriteJob::Heartbeat {
+                machine_id,
+                vitals_json,
+                now,
+                ..
+            } => insert_heartbeat(conn, machine_id, vitals_json, *now)
+                .await
+                .map(|()| Written::Heartbeat),
+        }
+    }
+
+    /// Answers the sender once the commit holding the job returned.
+    fn answer(self, result: Result<Written, StoreError>) {
+        // A requester may have gone away (client disconnected); what it sent is stored.
+        match self {
+            WriteJob::Ticket { reply, .. } => {
+                let _ = reply.send(result.and_then(|w| match w {
+                    Written::Ticket(recorded) => Ok(recorded),
+                    Written::Heartbeat => Err(StoreError::Batch("wrong answer".to_owned())),
+                }));
+            }
+            WriteJob::Heartbeat { reply, .. } => {
+                let _ = reply.send(result.map(|_| ()));
+            }
+        }
+    }
+}
+
+/// What a [`WriteJob`] wrote.
+#[derive(Debug)]
+enum Written {
+    Ticket(RecordedTicket),
+    Heartbeat,
+}
+
+/// Most writes committed together.
+const MAX_BATCH: usize = 256;
+/// Writes that may wait for the writer before senders are slowed down.
 const INGEST_QUEUE: usize = 1024;
 
-/// The group commit: whatever tickets arrived while the previous commit was being fsynced go
-/// into the next transaction together, so N concurrent reports cost one fsync, not N. Each
-/// ticket is in its own savepoint, so one failing ticket does not fail its neighbours. Every
-/// sender gets its answer only after the commit that holds its ticket returned.
-async fn ingest_loop(pool: SqlitePool, mut jobs: mpsc::Receiver<IngestJob>) {
+/// The group commit: whatever tickets and heartbeats arrived while the previous commit was being
+/// fsynced go into the next transaction together, so N concurrent reports cost one fsync, not N.
+/// Each write is in its own savepoint, so one failing write does not fail its neighbours. Every
+/// sender gets its answer only after the commit that holds its write returned.
+async fn ingest_loop(pool: SqlitePool, mut jobs: mpsc::Receiver<WriteJob>) {
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -223,21 +273,20 @@ async fn ingest_loop(pool: SqlitePool, mut jobs: mpsc::Receiver<IngestJob>) {
             }
         };
         for (job, result) in batch.into_iter().zip(results) {
-            // The requester may have gone away (client disconnected); the ticket is stored.
-            let _ = job.reply.send(result);
+            job.answer(result);
         }
     }
 }
 
 async fn write_batch(
     pool: &SqlitePool,
-    batch: &[IngestJob],
-) -> Result<Vec<Result<RecordedTicket, StoreError>>, StoreError> {
+    batch: &[WriteJob],
+) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
     let mut tx = pool.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-        match insert_ticket(&mut savepoint, &job.ticket, job.now).await {
+        match job.write(&mut savepoint).await {
             Ok(recorded) => {
                 savepoint.commit().await?;
                 results.push(Ok(recorded));
@@ -250,6 +299,35 @@ async fn write_batch(
     }
     tx.commit().await?;
     Ok(results)
+}
+
+/// Records one heartbeat: last seen, a vitals row, and the history kept bounded.
+async fn insert_heartbeat(
+    conn: &mut SqliteConnection,
+    machine_id: &str,
+    vitals_json: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE machines SET last_seen_at = MAX(last_seen_at, $1) WHERE id = $2")
+        .bind(millis(now))
+        .bind(machine_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO vitals (machine_id, received_at, document) VALUES ($1, $2, $3)")
+        .bind(machine_id)
+        .bind(millis(now))
+        .bind(vitals_json)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "DELETE FROM vitals WHERE machine_id = $1 AND id <= \
+            (SELECT id FROM vitals WHERE machine_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+    )
+    .bind(machine_id)
+    .bind(VITALS_HISTORY)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Inserts one ticket and its snapshot, or finds the ticket its idempotency key already made.
@@ -631,7 +709,7 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'a, RecordedTicket> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            let job = IngestJob {
+            let job = WriteJob::Ticket {
                 ticket: ticket.clone(),
                 now,
                 reply,
@@ -809,31 +887,19 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            sqlx::query("UPDATE machines SET last_seen_at = MAX(last_seen_at, $1) WHERE id = $2")
-                .bind(millis(now))
-                .bind(machine_id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO vitals (machine_id, received_at, document) VALUES ($1, $2, $3)",
-            )
-            .bind(machine_id)
-            .bind(millis(now))
-            .bind(vitals_json)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "DELETE FROM vitals WHERE machine_id = $1 AND id <= \
-                    (SELECT id FROM vitals WHERE machine_id = $1 ORDER BY id DESC \
-                     LIMIT 1 OFFSET $2)",
-            )
-            .bind(machine_id)
-            .bind(VITALS_HISTORY)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(())
+            // Through the group commit: thousands of agents beating cost one fsync per batch.
+            let (reply, answer) = oneshot::channel();
+            let job = WriteJob::Heartbeat {
+                machine_id: machine_id.to_owned(),
+                vitals_json: vitals_json.to_owned(),
+                now,
+                reply,
+            };
+            self.ingest
+                .send(job)
+                .await
+                .map_err(|_| StoreError::Closed)?;
+            answer.await.map_err(|_| StoreError::Closed)?
         })
     }
 
