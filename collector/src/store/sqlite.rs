@@ -40,9 +40,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     pool: SqlitePool,
     /// The group-commit writer for tickets (see [`ingest_loop`]).
-    ingest: mpsc::Sender<WriteJob>,
+    ingest: mpsc::Sender<IngestJob>,
     /// Serialises audit appends: each reads the chain's head and writes the next entry.
     audit: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Heartbeats and last-seen times waiting for the next flush (see [`Telemetry`]).
+    telemetry: std::sync::Arc<Telemetry>,
 }
 
 impl SqliteStore {
@@ -66,10 +68,16 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await?;
         let (ingest, jobs) = mpsc::channel(INGEST_QUEUE);
         tokio::spawn(ingest_loop(pool.clone(), jobs));
+        let telemetry = std::sync::Arc::new(Telemetry::default());
+        tokio::spawn(flush_loop(
+            pool.clone(),
+            std::sync::Arc::downgrade(&telemetry),
+        ));
         Ok(SqliteStore {
             pool,
             ingest,
             audit: std::sync::Arc::default(),
+            telemetry,
         })
     }
 }
@@ -186,74 +194,146 @@ fn check_token(
 const SELECT_ENROLLMENT_TOKEN: &str =
     "SELECT expires_at, max_uses, uses FROM enrollment_tokens WHERE token_hash = $1";
 
-/// A write waiting for the group commit, and where its answer goes.
-#[derive(Debug)]
-enum WriteJob {
-    Ticket {
-        ticket: TicketRecord,
-        now: OffsetDateTime,
-        reply: oneshot::Sender<Result<RecordedTicket, StoreError>>,
-    },
-    Heartbeat {
-        machine_id: String,
-        vitals_json: String,
-        now: OffsetDateTime,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
+/// How often buffered heartbeats and last-seen times are written.
+const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// Buffered heartbeats that trigger a flush before the interval is up.
+const FLUSH_AT: usize = 8192;
+/// Buffered heartbeats past which senders wait for a flush (a stuck disk must not grow memory).
+const TELEMETRY_MAX: usize = 65_536;
+
+/// Telemetry is acknowledged at once and written in one transaction per [`FLUSH_INTERVAL`]:
+/// heartbeats are not tickets, and a crash loses at most the last second of vitals and
+/// last-seen times. Thousands of agents then cost one fsync a second instead of one each, and
+/// the per-request last-seen refresh never takes the write lock. Every read of last-seen times
+/// or vitals flushes first, so readers see what was acknowledged.
+#[derive(Debug, Default)]
+struct Telemetry {
+    pending: std::sync::Mutex<PendingTelemetry>,
+    /// One flush at a time; readers wait for a flush in progress.
+    flushing: tokio::sync::Mutex<()>,
+    /// Wakes the flusher early when many heartbeats are waiting.
+    full: tokio::sync::Notify,
 }
 
-impl WriteJob {
-    /// Writes this job inside the batch's transaction (its own savepoint).
-    async fn write(&self, conn: &mut SqliteConnection) -> Result<Written, StoreError> {
-        match self {
-            WriteJob::Ticket { ticket, now, .. } => {
-                insert_ticket(conn, ticket, *now).await.map(Written::Ticket)
-            }
-            WriteJob::Heartbeat {
-                machine_id,
-                vitals_json,
-                now,
-                ..
-            } => insert_heartbeat(conn, machine_id, vitals_json, *now)
-                .await
-                .map(|()| Written::Heartbeat),
-        }
-    }
+#[derive(Debug, Default)]
+struct PendingTelemetry {
+    /// (machine id, vitals JSON, received at in Unix milliseconds)
+    beats: Vec<(String, String, i64)>,
+    /// Latest contact per machine, Unix milliseconds.
+    seen: std::collections::HashMap<String, i64>,
+}
 
-    /// Answers the sender once the commit holding the job returned.
-    fn answer(self, result: Result<Written, StoreError>) {
-        // A requester may have gone away (client disconnected); what it sent is stored.
-        match self {
-            WriteJob::Ticket { reply, .. } => {
-                let _ = reply.send(result.and_then(|w| match w {
-                    Written::Ticket(recorded) => Ok(recorded),
-                    Written::Heartbeat => Err(StoreError::Batch("wrong answer".to_owned())),
-                }));
-            }
-            WriteJob::Heartbeat { reply, .. } => {
-                let _ = reply.send(result.map(|_| ()));
+impl PendingTelemetry {
+    fn see(&mut self, machine_id: &str, at: i64) {
+        match self.seen.get_mut(machine_id) {
+            Some(last) => *last = (*last).max(at),
+            None => {
+                self.seen.insert(machine_id.to_owned(), at);
             }
         }
     }
+
+    fn is_empty(&self) -> bool {
+        self.beats.is_empty() && self.seen.is_empty()
+    }
 }
 
-/// What a [`WriteJob`] wrote.
+impl Telemetry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PendingTelemetry> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes everything buffered in one transaction. On failure the data goes back into the
+    /// buffer for the next attempt.
+    async fn flush(&self, pool: &SqlitePool) -> Result<(), StoreError> {
+        let _one = self.flushing.lock().await;
+        let taken = std::mem::take(&mut *self.lock());
+        if taken.is_empty() {
+            return Ok(());
+        }
+        match write_telemetry(pool, &taken).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let mut pending = self.lock();
+                for (machine, at) in &taken.seen {
+                    pending.see(machine, *at);
+                }
+                let mut beats = taken.beats;
+                beats.append(&mut pending.beats);
+                beats.truncate(TELEMETRY_MAX);
+                pending.beats = beats;
+                Err(error)
+            }
+        }
+    }
+}
+
+async fn write_telemetry(pool: &SqlitePool, taken: &PendingTelemetry) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await?;
+    for (machine_id, at) in &taken.seen {
+        sqlx::query("UPDATE machines SET last_seen_at = MAX(last_seen_at, $1) WHERE id = $2")
+            .bind(at)
+            .bind(machine_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let mut beating = std::collections::BTreeSet::new();
+    for (machine_id, vitals_json, at) in &taken.beats {
+        sqlx::query("INSERT INTO vitals (machine_id, received_at, document) VALUES ($1, $2, $3)")
+            .bind(machine_id)
+            .bind(at)
+            .bind(vitals_json)
+            .execute(&mut *tx)
+            .await?;
+        beating.insert(machine_id.as_str());
+    }
+    for machine_id in beating {
+        sqlx::query(
+            "DELETE FROM vitals WHERE machine_id = $1 AND id <= \
+                (SELECT id FROM vitals WHERE machine_id = $1 ORDER BY id DESC \
+                 LIMIT 1 OFFSET $2)",
+        )
+        .bind(machine_id)
+        .bind(VITALS_HISTORY)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Flushes telemetry every [`FLUSH_INTERVAL`], or sooner when much is waiting; ends with the store.
+async fn flush_loop(pool: SqlitePool, telemetry: std::sync::Weak<Telemetry>) {
+    loop {
+        // Holding the telemetry for one interval at most: the loop ends a second after the store.
+        let Some(t) = telemetry.upgrade() else { return };
+        let _ = tokio::time::timeout(FLUSH_INTERVAL, t.full.notified()).await;
+        if let Err(error) = t.flush(&pool).await {
+            tracing::error!(%error, "cannot write heartbeats; will retry");
+        }
+    }
+}
+
+/// A ticket waiting for the group commit, and where its answer goes.
 #[derive(Debug)]
-enum Written {
-    Ticket(RecordedTicket),
-    Heartbeat,
+struct IngestJob {
+    ticket: TicketRecord,
+    now: OffsetDateTime,
+    reply: oneshot::Sender<Result<RecordedTicket, StoreError>>,
 }
 
-/// Most writes committed together.
-const MAX_BATCH: usize = 256;
-/// Writes that may wait for the writer before senders are slowed down.
+/// Most tickets committed together.
+const MAX_BATCH: usize = 64;
+/// Tickets that may wait for the writer before senders are slowed down.
 const INGEST_QUEUE: usize = 1024;
 
-/// The group commit: whatever tickets and heartbeats arrived while the previous commit was being
-/// fsynced go into the next transaction together, so N concurrent reports cost one fsync, not N.
-/// Each write is in its own savepoint, so one failing write does not fail its neighbours. Every
-/// sender gets its answer only after the commit that holds its write returned.
-async fn ingest_loop(pool: SqlitePool, mut jobs: mpsc::Receiver<WriteJob>) {
+/// The group commit: whatever tickets arrived while the previous commit was being fsynced go
+/// into the next transaction together, so N concurrent reports cost one fsync, not N. Each
+/// ticket is in its own savepoint, so one failing ticket does not fail its neighbours. Every
+/// sender gets its answer only after the commit that holds its ticket returned.
+async fn ingest_loop(pool: SqlitePool, mut jobs: mpsc::Receiver<IngestJob>) {
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -273,20 +353,21 @@ async fn ingest_loop(pool: SqlitePool, mut jobs: mpsc::Receiver<WriteJob>) {
             }
         };
         for (job, result) in batch.into_iter().zip(results) {
-            job.answer(result);
+            // The requester may have gone away (client disconnected); the ticket is stored.
+            let _ = job.reply.send(result);
         }
     }
 }
 
 async fn write_batch(
     pool: &SqlitePool,
-    batch: &[WriteJob],
-) -> Result<Vec<Result<Written, StoreError>>, StoreError> {
+    batch: &[IngestJob],
+) -> Result<Vec<Result<RecordedTicket, StoreError>>, StoreError> {
     let mut tx = pool.begin().await?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-        match job.write(&mut savepoint).await {
+        match insert_ticket(&mut savepoint, &job.ticket, job.now).await {
             Ok(recorded) => {
                 savepoint.commit().await?;
                 results.push(Ok(recorded));
@@ -299,35 +380,6 @@ async fn write_batch(
     }
     tx.commit().await?;
     Ok(results)
-}
-
-/// Records one heartbeat: last seen, a vitals row, and the history kept bounded.
-async fn insert_heartbeat(
-    conn: &mut SqliteConnection,
-    machine_id: &str,
-    vitals_json: &str,
-    now: OffsetDateTime,
-) -> Result<(), StoreError> {
-    sqlx::query("UPDATE machines SET last_seen_at = MAX(last_seen_at, $1) WHERE id = $2")
-        .bind(millis(now))
-        .bind(machine_id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("INSERT INTO vitals (machine_id, received_at, document) VALUES ($1, $2, $3)")
-        .bind(machine_id)
-        .bind(millis(now))
-        .bind(vitals_json)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
-        "DELETE FROM vitals WHERE machine_id = $1 AND id <= \
-            (SELECT id FROM vitals WHERE machine_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
-    )
-    .bind(machine_id)
-    .bind(VITALS_HISTORY)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// Inserts one ticket and its snapshot, or finds the ticket its idempotency key already made.
@@ -605,20 +657,14 @@ impl Store for SqliteStore {
 
     fn touch_machine<'a>(&'a self, id: &'a str, now: OffsetDateTime) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            // At most one write a minute per machine: a no-op UPDATE costs no fsync.
-            sqlx::query(
-                "UPDATE machines SET last_seen_at = $1 WHERE id = $2 AND last_seen_at < $1 - 60000",
-            )
-            .bind(millis(now))
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+            self.telemetry.lock().see(id, millis(now));
             Ok(())
         })
     }
 
     fn list_machines(&self) -> StoreFuture<'_, Vec<MachineSummary>> {
         Box::pin(async move {
+            self.telemetry.flush(&self.pool).await?;
             let rows = sqlx::query(concat!(
                 "SELECT ",
                 machine_columns!(),
@@ -632,6 +678,7 @@ impl Store for SqliteStore {
 
     fn machine<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<MachineDetail>> {
         Box::pin(async move {
+            self.telemetry.flush(&self.pool).await?;
             let row = sqlx::query(concat!(
                 "SELECT ",
                 machine_columns!(),
@@ -709,7 +756,7 @@ impl Store for SqliteStore {
     ) -> StoreFuture<'a, RecordedTicket> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            let job = WriteJob::Ticket {
+            let job = IngestJob {
                 ticket: ticket.clone(),
                 now,
                 reply,
@@ -887,19 +934,20 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            // Through the group commit: thousands of agents beating cost one fsync per batch.
-            let (reply, answer) = oneshot::channel();
-            let job = WriteJob::Heartbeat {
-                machine_id: machine_id.to_owned(),
-                vitals_json: vitals_json.to_owned(),
-                now,
-                reply,
+            let waiting = {
+                let mut pending = self.telemetry.lock();
+                pending.see(machine_id, millis(now));
+                pending
+                    .beats
+                    .push((machine_id.to_owned(), vitals_json.to_owned(), millis(now)));
+                pending.beats.len()
             };
-            self.ingest
-                .send(job)
-                .await
-                .map_err(|_| StoreError::Closed)?;
-            answer.await.map_err(|_| StoreError::Closed)?
+            if waiting >= TELEMETRY_MAX {
+                self.telemetry.flush(&self.pool).await?;
+            } else if waiting >= FLUSH_AT {
+                self.telemetry.full.notify_one();
+            }
+            Ok(())
         })
     }
 
@@ -909,6 +957,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> StoreFuture<'a, Vec<(OffsetDateTime, String)>> {
         Box::pin(async move {
+            self.telemetry.flush(&self.pool).await?;
             let rows = sqlx::query(
                 "SELECT received_at, document FROM vitals WHERE machine_id = $1 \
                  ORDER BY id DESC LIMIT $2",
@@ -2057,6 +2106,35 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn telemetry_is_written_within_a_flush_interval_and_readers_see_it_at_once() {
+        let (_dir, store) = store_with_machine().await;
+        store.touch_machine("m1", at(5_000)).await.unwrap();
+        store
+            .record_heartbeat("m1", "{\"n\":1}", at(4_000))
+            .await
+            .unwrap();
+        // Nobody reads: the flusher writes it by itself.
+        tokio::time::sleep(FLUSH_INTERVAL + Duration::from_millis(500)).await;
+        let row = sqlx::query(
+            "SELECT m.last_seen_at, (SELECT COUNT(*) FROM vitals) AS beats FROM machines m",
+        )
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(row.get::<i64, _>("last_seen_at"), 5_000_000);
+        assert_eq!(row.get::<i64, _>("beats"), 1);
+
+        // A reader flushes first: what was acknowledged is what it sees.
+        store
+            .record_heartbeat("m1", "{\"n\":2}", at(6_000))
+            .await
+            .unwrap();
+        let machine = store.machine("m1").await.unwrap().unwrap();
+        assert_eq!(machine.summary.last_seen_at, at(6_000));
+        assert_eq!(store.vitals("m1", 10).await.unwrap()[0].1, "{\"n\":2}");
     }
 
     #[tokio::test]
