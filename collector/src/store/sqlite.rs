@@ -45,6 +45,53 @@ pub struct SqliteStore {
     audit: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// Heartbeats and last-seen times waiting for the next flush (see [`Telemetry`]).
     telemetry: std::sync::Arc<Telemetry>,
+    /// Machines by certificate fingerprint, for the lookup every agent request makes.
+    identities: std::sync::Arc<IdentityCache>,
+}
+
+/// Machines by certificate fingerprint. Every change of a machine's certificate or status goes
+/// through this store, which clears the cache after committing it; the generation keeps a
+/// lookup that raced with such a change from caching what it read before the change.
+#[derive(Debug, Default)]
+struct IdentityCache {
+    inner: std::sync::Mutex<(u64, std::collections::HashMap<String, MachineRecord>)>,
+}
+
+/// Entries kept before the cache starts over.
+const IDENTITY_CACHE_MAX: usize = 100_000;
+
+impl IdentityCache {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, (u64, std::collections::HashMap<String, MachineRecord>)> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The cached record, or the generation to quote when caching what the database says.
+    fn get(&self, fingerprint: &str) -> Result<MachineRecord, u64> {
+        let guard = self.lock();
+        guard.1.get(fingerprint).cloned().ok_or(guard.0)
+    }
+
+    fn put(&self, generation: u64, record: MachineRecord) {
+        let mut guard = self.lock();
+        if guard.0 != generation {
+            return;
+        }
+        if guard.1.len() >= IDENTITY_CACHE_MAX {
+            guard.1.clear();
+        }
+        guard.1.insert(record.fingerprint.clone(), record);
+    }
+
+    /// After a committed change to any machine's certificate or status.
+    fn invalidate(&self) {
+        let mut guard = self.lock();
+        guard.0 += 1;
+        guard.1.clear();
+    }
 }
 
 impl SqliteStore {
@@ -78,6 +125,7 @@ impl SqliteStore {
             ingest,
             audit: std::sync::Arc::default(),
             telemetry,
+            identities: std::sync::Arc::default(),
         })
     }
 }
@@ -609,6 +657,7 @@ impl Store for SqliteStore {
             .await?;
             let status = parse::<MachineStatus>(machine.try_get("status")?)?;
             tx.commit().await?;
+            self.identities.invalidate();
             Ok(status)
         })
     }
@@ -631,6 +680,7 @@ impl Store for SqliteStore {
             .bind(machine_id)
             .execute(&self.pool)
             .await?;
+            self.identities.invalidate();
             Ok(done.rows_affected() > 0)
         })
     }
@@ -640,6 +690,10 @@ impl Store for SqliteStore {
         fingerprint: &'a str,
     ) -> StoreFuture<'a, Option<MachineRecord>> {
         Box::pin(async move {
+            let generation = match self.identities.get(fingerprint) {
+                Ok(record) => return Ok(Some(record)),
+                Err(generation) => generation,
+            };
             let row = sqlx::query(
                 "SELECT id, status, cert_fingerprint FROM machines WHERE cert_fingerprint = $1",
             )
@@ -647,11 +701,13 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await?;
             let Some(row) = row else { return Ok(None) };
-            Ok(Some(MachineRecord {
+            let record = MachineRecord {
                 id: row.try_get("id")?,
                 status: parse::<MachineStatus>(row.try_get("status")?)?,
                 fingerprint: row.try_get("cert_fingerprint")?,
-            }))
+            };
+            self.identities.put(generation, record.clone());
+            Ok(Some(record))
         })
     }
 
@@ -731,6 +787,7 @@ impl Store for SqliteStore {
                     .await?;
             }
             tx.commit().await?;
+            self.identities.invalidate();
             Ok(Some(before))
         })
     }
@@ -745,6 +802,7 @@ impl Store for SqliteStore {
             .bind(id)
             .execute(&self.pool)
             .await?;
+            self.identities.invalidate();
             Ok(done.rows_affected() > 0)
         })
     }
@@ -2135,6 +2193,49 @@ mod tests {
         let machine = store.machine("m1").await.unwrap().unwrap();
         assert_eq!(machine.summary.last_seen_at, at(6_000));
         assert_eq!(store.vitals("m1", 10).await.unwrap()[0].1, "{\"n\":2}");
+    }
+
+    #[tokio::test]
+    async fn a_cached_identity_never_outlives_a_revocation_or_a_new_certificate() {
+        let (_dir, store) = store_with_machine().await;
+        let seen = store.machine_by_fingerprint("fp1").await.unwrap().unwrap();
+        assert_eq!(seen.status, MachineStatus::Active);
+        assert!(store.revoke_machine("m1", at(2_000)).await.unwrap());
+        let seen = store.machine_by_fingerprint("fp1").await.unwrap().unwrap();
+        assert_eq!(seen.status, MachineStatus::Revoked);
+
+        let (_dir, store) = store_with_machine().await;
+        store.machine_by_fingerprint("fp1").await.unwrap().unwrap();
+        assert!(
+            store
+                .renew_certificate("m1", "fp2", at(3_000_000_000), at(2_000))
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.machine_by_fingerprint("fp1").await.unwrap(), None);
+        assert_eq!(
+            store
+                .machine_by_fingerprint("fp2")
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            "m1"
+        );
+
+        // A lookup that read the database before a change cannot cache what it read.
+        let cache = IdentityCache::default();
+        let generation = cache.get("fp9").unwrap_err();
+        cache.invalidate();
+        cache.put(
+            generation,
+            MachineRecord {
+                id: "m9".into(),
+                status: MachineStatus::Active,
+                fingerprint: "fp9".into(),
+            },
+        );
+        assert!(cache.get("fp9").is_err());
     }
 
     #[tokio::test]
