@@ -733,15 +733,10 @@ pub fn run_page(s: &RunStatus) -> String {
         }
     }
     if let Some(recheck) = &s.recheck {
-        page.push_str(&format!(
-            "After-action check ({}):\n",
-            recheck.sections.join(", ")
-        ));
-        if recheck.changes.is_empty() {
-            page.push_str("  no findings before or after\n");
-        }
-        for line in &recheck.changes {
-            page.push_str(&format!("  {}\n", clean_line(line)));
+        let (heading, lines) = recheck.summary();
+        page.push_str(&format!("{}\n", clean_line(&heading)));
+        for line in lines {
+            page.push_str(&format!("  {}\n", clean_line(&line)));
         }
     }
     page

@@ -131,13 +131,7 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let url = self.url(path);
-        let response = self
-            .agent
-            .post(&url)
-            .header("authorization", self.auth())
-            .send_json(body);
-        finish(&url, response)
+        self.send_json(path, body, ureq::Agent::post)
     }
 
     pub fn put<B: Serialize, T: DeserializeOwned>(
@@ -145,13 +139,7 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let url = self.url(path);
-        let response = self
-            .agent
-            .put(&url)
-            .header("authorization", self.auth())
-            .send_json(body);
-        finish(&url, response)
+        self.send_json(path, body, ureq::Agent::put)
     }
 
     pub fn patch<B: Serialize, T: DeserializeOwned>(
@@ -159,10 +147,17 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
+        self.send_json(path, body, ureq::Agent::patch)
+    }
+
+    fn send_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        method: fn(&ureq::Agent, String) -> ureq::RequestBuilder<ureq::typestate::WithBody>,
+    ) -> Result<T, ClientError> {
         let url = self.url(path);
-        let response = self
-            .agent
-            .patch(&url)
+        let response = method(&self.agent, url.clone())
             .header("authorization", self.auth())
             .send_json(body);
         finish(&url, response)

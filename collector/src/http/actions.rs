@@ -24,7 +24,7 @@ use lifeline_shared::v1::actions::{
     ParamInfo, Published, REASON_MAX_LEN, RUN_TTL_SECS, Recheck, RunState, RunStatus, TrustKey,
     TrustedKeyInfo, WorkProgress,
 };
-use lifeline_shared::v1::api::{MachineStatus, Role, paths};
+use lifeline_shared::v1::api::{Role, paths};
 use lifeline_shared::v1::catalog::{
     KeyEndorsement, PublicKey, Risk, SignedAction, SignedCatalog, accept_endorsed_key,
 };
@@ -40,7 +40,7 @@ use super::auth::{AgentIdentity, StaffIdentity};
 use super::body::{BodyLimits, read_json};
 use super::error::ApiError;
 use super::machines::find;
-use super::work::is_online;
+use super::work::{self, is_online};
 use crate::audit::{self, Event, machine_actor};
 use crate::secret::random_bytes;
 use crate::store::{
@@ -440,26 +440,8 @@ async fn create_run(
 ) -> Result<(StatusCode, Json<RunStatus>), ApiError> {
     let request: NewRun = read_json(&headers, body, BodyLimits::SMALL).await?;
     let reason = check_reason(request.reason.as_deref())?;
-    let Json(machine) = find(&state, &request.machine).await?;
-    let machine_id = machine.summary.id;
-    match machine.summary.status {
-        MachineStatus::Active => {}
-        MachineStatus::Revoked => {
-            return Err(ApiError::Conflict(format!(
-                "machine {machine_id} is revoked; nothing runs on it"
-            )));
-        }
-        MachineStatus::Pending => {
-            return Err(ApiError::Conflict(format!(
-                "machine {machine_id} is waiting for an administrator's approval; approve it first"
-            )));
-        }
-    }
-    if let Some(number) = request.ticket
-        && state.store.ticket(number).await?.is_none()
-    {
-        return Err(ApiError::NotFound(format!("no ticket {number}")));
-    }
+    let machine_id =
+        work::target(&state, &request.machine, request.ticket, "run actions on").await?;
     let Some(stored) = state.store.catalog_action(&request.action).await? else {
         return Err(no_action(&request.action));
     };
@@ -1186,14 +1168,9 @@ fn timeline_note(run: &RunRecord, result: &RunResult, recheck: Option<&Recheck>)
         }
     }
     if let Some(recheck) = recheck {
-        note.push_str(&format!(
-            "\nAfter-action check ({}):",
-            recheck.sections.join(", ")
-        ));
-        if recheck.changes.is_empty() {
-            note.push_str(" no findings before or after");
-        }
-        for line in &recheck.changes {
+        let (heading, lines) = recheck.summary();
+        note.push_str(&format!("\n{heading}"));
+        for line in lines {
             note.push_str(&format!("\n  {line}"));
         }
     }

@@ -211,26 +211,7 @@ async fn inspect(
     } else {
         InspectRequest::default()
     };
-    let Json(machine) = find(&state, &key).await?;
-    let machine_id = machine.summary.id;
-    match machine.summary.status {
-        MachineStatus::Revoked => {
-            return Err(ApiError::Conflict(format!(
-                "machine {machine_id} is revoked; it cannot be inspected"
-            )));
-        }
-        MachineStatus::Pending => {
-            return Err(ApiError::Conflict(format!(
-                "machine {machine_id} is waiting for an administrator's approval; approve it first"
-            )));
-        }
-        MachineStatus::Active => {}
-    }
-    if let Some(number) = request.ticket
-        && state.store.ticket(number).await?.is_none()
-    {
-        return Err(ApiError::NotFound(format!("no ticket {number}")));
-    }
+    let machine_id = target(&state, &key, request.ticket, "inspect").await?;
     let now = state.clock.now();
     let expires = now + time::Duration::seconds(INSPECTION_TTL_SECS);
     let id = state
@@ -248,6 +229,37 @@ async fn inspect(
         StatusCode::ACCEPTED,
         Json(status(&state, record, now).await?),
     ))
+}
+
+/// The id of the active machine `key` names (id or host name) for staff who want to `what` it,
+/// after checking that `ticket`, when given, exists.
+pub async fn target(
+    state: &AppState,
+    key: &str,
+    ticket: Option<u64>,
+    what: &str,
+) -> Result<String, ApiError> {
+    let Json(machine) = find(state, key).await?;
+    let machine_id = machine.summary.id;
+    match machine.summary.status {
+        MachineStatus::Active => {}
+        MachineStatus::Revoked => {
+            return Err(ApiError::Conflict(format!(
+                "machine {machine_id} is revoked; nobody can {what} it"
+            )));
+        }
+        MachineStatus::Pending => {
+            return Err(ApiError::Conflict(format!(
+                "machine {machine_id} is waiting for an administrator's approval; approve it first"
+            )));
+        }
+    }
+    if let Some(number) = ticket
+        && state.store.ticket(number).await?.is_none()
+    {
+        return Err(ApiError::NotFound(format!("no ticket {number}")));
+    }
+    Ok(machine_id)
 }
 
 async fn work_status(

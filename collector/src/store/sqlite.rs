@@ -1167,20 +1167,7 @@ impl Store for SqliteStore {
                         format!("live inspection {id} failed: {error}")
                     }
                 };
-                sqlx::query(
-                    "INSERT INTO comments (ticket_number, author, body, created_at) \
-                     VALUES ($1, 'lifeline', $2, $3)",
-                )
-                .bind(number)
-                .bind(note)
-                .bind(millis(now))
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("UPDATE tickets SET updated_at = $1 WHERE number = $2")
-                    .bind(millis(now))
-                    .bind(number)
-                    .execute(&mut *tx)
-                    .await?;
+                add_note(&mut tx, number, &note, now).await?;
             }
             tx.commit().await?;
             load_work(&self.pool, id).await

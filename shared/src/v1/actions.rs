@@ -202,6 +202,20 @@ pub struct Recheck {
     pub changes: Vec<String>,
 }
 
+impl Recheck {
+    /// The check for people: a heading, then one line per change (untrusted text: callers
+    /// escape it for where it goes).
+    pub fn summary(&self) -> (String, Vec<String>) {
+        let heading = format!("After-action check ({}):", self.sections.join(", "));
+        let lines = if self.changes.is_empty() {
+            vec!["no findings before or after".to_owned()]
+        } else {
+            self.changes.clone()
+        };
+        (heading, lines)
+    }
+}
+
 /// A run as technicians and admins see it (`GET /api/v1/runs/{id}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunStatus {
