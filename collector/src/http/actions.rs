@@ -555,35 +555,22 @@ async fn run_status(
 ) -> Result<Json<RunStatus>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::BadRequest(format!("bad query: {e}")))?;
     let wait = Duration::from_secs(q.wait_secs.unwrap_or(0).min(MAX_WAIT_SECS));
-    let subscription = state.wakeups.subscribe(Wakeups::run(id));
-    let notified = subscription.notify().notified();
-    tokio::pin!(notified);
-    notified.as_mut().enable();
-    let now = state.clock.now();
-    let record = state
-        .store
-        .run(id, now)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no run {id}")))?;
-    let status = run_status_of(&state, record, now).await?;
-    if status.state.is_final() || wait.is_zero() {
-        return Ok(Json(status));
-    }
-    // Wake at the latest when the current step would expire, so the answer says "expired".
-    let until_expiry = status
-        .expires_at
-        .map(|at| (at - now).max(time::Duration::ZERO))
-        .and_then(|d| Duration::try_from(d).ok())
-        .unwrap_or(wait);
-    let _ =
-        tokio::time::timeout(wait.min(until_expiry + Duration::from_millis(50)), notified).await;
-    let now = state.clock.now();
-    let record = state
-        .store
-        .run(id, now)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no run {id}")))?;
-    run_status_of(&state, record, now).await.map(Json)
+    let load = |now| {
+        let state = state.clone();
+        async move {
+            let record = state
+                .store
+                .run(id, now)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no run {id}")))?;
+            run_status_of(&state, record, now).await
+        }
+    };
+    work::long_poll(&state, Wakeups::run(id), wait, load, |s: &RunStatus| {
+        (s.state.is_final(), s.expires_at)
+    })
+    .await
+    .map(Json)
 }
 
 async fn decide(

@@ -268,33 +268,55 @@ async fn work_status(
     query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<WorkStatus>, ApiError> {
     let wait = wait_query(query)?;
-    let subscription = state.wakeups.subscribe(Wakeups::work(id));
+    let load = |now| {
+        let state = state.clone();
+        async move {
+            let record = state
+                .store
+                .work(id, now)
+                .await?
+                .ok_or_else(|| ApiError::NotFound(format!("no work {id}")))?;
+            status(&state, record, now).await
+        }
+    };
+    long_poll(&state, Wakeups::work(id), wait, load, |s: &WorkStatus| {
+        (s.state.is_final(), Some(s.expires_at))
+    })
+    .await
+    .map(Json)
+}
+
+/// Loads something now and, unless it is `settled` or no wait was asked, once more after a
+/// wake-up on `key`: at most `wait` later, and no later than just after the expiry `settled`
+/// names, so the answer then says "expired". Registers for the wake-up before the first load,
+/// so a change in between is not missed.
+pub async fn long_poll<T, Fut>(
+    state: &AppState,
+    key: String,
+    wait: Duration,
+    load: impl Fn(OffsetDateTime) -> Fut,
+    settled: impl Fn(&T) -> (bool, Option<OffsetDateTime>),
+) -> Result<T, ApiError>
+where
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    let subscription = state.wakeups.subscribe(key);
     let notified = subscription.notify().notified();
     tokio::pin!(notified);
     notified.as_mut().enable();
     let now = state.clock.now();
-    let Some(record) = state.store.work(id, now).await? else {
-        return Err(ApiError::NotFound(format!("no work {id}")));
-    };
-    if record.state.is_final() || wait.is_zero() {
-        return status(&state, record, now).await.map(Json);
+    let first = load(now).await?;
+    let (done, expires_at) = settled(&first);
+    if done || wait.is_zero() {
+        return Ok(first);
     }
-    // Wake at the latest when queued work would expire, so the answer says "expired".
-    let until_expiry = (record.expires_at - now).max(time::Duration::ZERO);
-    let until_expiry = Duration::try_from(until_expiry).unwrap_or(Duration::ZERO);
-    let before = record.state;
+    let until_expiry = expires_at
+        .map(|at| (at - now).max(time::Duration::ZERO))
+        .and_then(|d| Duration::try_from(d).ok())
+        .unwrap_or(wait);
     let _ =
         tokio::time::timeout(wait.min(until_expiry + Duration::from_millis(50)), notified).await;
-    let now = state.clock.now();
-    let record = state
-        .store
-        .work(id, now)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no work {id}")))?;
-    if record.state != before {
-        tracing::debug!(work = id, state = record.state.as_str(), "work changed");
-    }
-    status(&state, record, now).await.map(Json)
+    load(state.clock.now()).await
 }
 
 async fn status(
