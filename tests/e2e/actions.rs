@@ -332,6 +332,26 @@ fn actions_altered_or_unsigned_in_the_database_are_refused_by_the_agent_and_audi
     assert_failure(&out, "unsigned action", "run 2 refused");
     assert_failure(&out, "unsigned action", "signature does not match");
 
+    // A row that is not even a signed action: the others stay usable, and it cannot run.
+    site.sql(
+        "INSERT INTO catalog_actions (action_id, catalog_version, signed) \
+         SELECT 'garbage', catalog_version, '{\"program\": \"/bin/sh\"}' \
+         FROM catalog_actions WHERE action_id = 'flood'",
+    );
+    let list = site.tech(&["actions", "list"]);
+    assert_success(&list, "actions list with a garbage row");
+    assert!(stdout(&list).contains("flood") && !stdout(&list).contains("garbage"));
+    let out = site.run("garbage", &[]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    assert_eq!(
+        site.collector
+            .cli_json(&["runs", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
     let audit = site.audit_actions();
     assert_eq!(
         audit.iter().filter(|a| *a == "run.refused").count(),

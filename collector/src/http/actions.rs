@@ -341,7 +341,14 @@ async fn list_actions(State(state): State<AppState>) -> Result<Json<Vec<ActionIn
     let stored = state.store.catalog_actions().await?;
     let mut out = Vec::with_capacity(stored.len());
     for s in &stored {
-        let signed = parse_stored(s)?;
+        // One unreadable row (a damaged or tampered database) must not hide every other action.
+        let signed = match parse_stored(s) {
+            Ok(signed) => signed,
+            Err(error) => {
+                tracing::error!(action = %s.action_id, %error, "stored action is unreadable");
+                continue;
+            }
+        };
         let action = signed.unverified_action();
         out.push(ActionInfo {
             id: action.id().to_string(),
