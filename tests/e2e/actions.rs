@@ -74,6 +74,18 @@ consent = false
 os = ["linux"]
 
 [[action]]
+id = "linger"
+title = "Sleep a while"
+description = "Sleeps 20 seconds, well within its timeout."
+program = "/usr/bin/sleep"
+args = ["20"]
+timeout_secs = 60
+output_limit_bytes = 1024
+risk = "low"
+consent = false
+os = ["linux"]
+
+[[action]]
 id = "ask-first"
 title = "Needs the user's consent"
 description = "Refused while nobody can be asked."
@@ -136,7 +148,7 @@ impl Site {
         let signed = keys.path().join("catalog.toml.signed");
         let out = collector.cli_ok(&["catalog", "publish", signed.to_str().unwrap()]);
         assert!(
-            out.contains("published catalog version 1 (5 actions"),
+            out.contains("published catalog version 1 (6 actions"),
             "{out}"
         );
 
@@ -573,6 +585,26 @@ fn requests_and_runs_for_offline_machines_expire() {
     });
     assert_eq!(site.run_json(2)["state"], "expired");
     assert!(site.run_json(2)["delivered_at"].is_null());
+}
+
+#[test]
+fn a_run_whose_agent_goes_silent_fails_after_its_timeout() {
+    let mut site = Site::new();
+    assert_success(&site.run("linger", &[]), "run linger");
+    eventually("the run to start", Duration::from_secs(30), || {
+        (site.run_json(1)["state"] == "running").then_some(())
+    });
+    site.service.stop();
+    assert_eq!(site.run_json(1)["state"], "running");
+    // Its 60 s timeout plus the grace for reporting pass without a word from the agent.
+    site.collector.advance_clock(60 + 600 + 1);
+    let out = site.tech(&["runs", "show", "1", "--wait", "--timeout", "5"]);
+    assert_failure(
+        &out,
+        "silent agent",
+        "the agent did not report how the run ended",
+    );
+    assert_eq!(site.run_json(1)["state"], "failed");
 }
 
 #[test]

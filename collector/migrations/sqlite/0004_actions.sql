@@ -49,6 +49,7 @@ CREATE TABLE runs (
     reason               TEXT,
     ticket_number        INTEGER REFERENCES tickets (number),
     risk                 TEXT    NOT NULL,
+    timeout_secs         INTEGER NOT NULL,   -- the action's timeout, for runs whose agent went silent
     approval             TEXT    NOT NULL
                          CHECK (approval IN ('not_needed', 'pending', 'approved', 'denied', 'expired')),
     approval_expires_at  INTEGER,

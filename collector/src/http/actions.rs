@@ -473,6 +473,7 @@ async fn create_run(
         reason: reason.clone(),
         ticket: request.ticket,
         risk: action.risk().to_string(),
+        timeout_secs: action.timeout_secs(),
         approval_expires_at: approval.then(|| now + time::Duration::seconds(APPROVAL_TTL_SECS)),
         dispatch_expires_at: now + time::Duration::seconds(RUN_TTL_SECS),
     };

@@ -210,11 +210,22 @@ pub struct NewRunRecord {
     pub reason: Option<String>,
     pub ticket: Option<u64>,
     pub risk: String,
+    /// The action's timeout: a delivered run whose agent stays silent this long after it (plus
+    /// [`RUN_REPORT_GRACE_SECS`]) is failed.
+    pub timeout_secs: u64,
     /// `Some(until)`: the run waits for an approval until then. `None`: dispatch at once.
     pub approval_expires_at: Option<OffsetDateTime>,
     /// Expiry of the queued work once dispatched.
     pub dispatch_expires_at: OffsetDateTime,
 }
+
+/// How long after a delivered run's timeout the agent may take to report (consent, the
+/// after-action check, a slow network) before the run is failed.
+pub const RUN_REPORT_GRACE_SECS: i64 = 600;
+
+/// What a run whose agent never reported is failed with.
+pub const RUN_SILENT_AGENT: &str = "the agent did not report how the run ended (it may have \
+     restarted or lost its connection during the run); check the machine";
 
 /// A run as stored, with its work's state.
 #[derive(Debug, Clone, PartialEq)]

@@ -27,9 +27,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     AuditFilter, CatalogKeyRecord, CatalogRecord, Enrollment, EnrollmentRefusal, MachineRecord,
-    NewAuditEntry, NewCatalog, NewRunRecord, PublishOutcome, RecordedTicket, RunFilter, RunFinish,
-    RunRecord, Store, StoreError, StoreFuture, StoredAction, TicketRecord, UserRecord,
-    VITALS_HISTORY, WorkOutcome, WorkRecord,
+    NewAuditEntry, NewCatalog, NewRunRecord, PublishOutcome, RUN_REPORT_GRACE_SECS,
+    RUN_SILENT_AGENT, RecordedTicket, RunFilter, RunFinish, RunRecord, Store, StoreError,
+    StoreFuture, StoredAction, TicketRecord, UserRecord, VITALS_HISTORY, WorkOutcome, WorkRecord,
 };
 use crate::secret::TokenHash;
 
@@ -1357,8 +1357,8 @@ impl Store for SqliteStore {
             let row = sqlx::query(
                 "INSERT INTO runs (run_id, machine_id, action_id, signed_action, params, \
                     requested_by, reason, ticket_number, risk, approval, approval_expires_at, \
-                    created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+                    created_at, timeout_secs) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
             )
             .bind(&run.run_id)
             .bind(&run.machine_id)
@@ -1372,6 +1372,7 @@ impl Store for SqliteStore {
             .bind(approval)
             .bind(run.approval_expires_at.map(millis))
             .bind(millis(now))
+            .bind(to_i64(run.timeout_secs))
             .fetch_one(&mut *tx)
             .await?;
             let id: i64 = row.try_get("id")?;
@@ -1735,6 +1736,16 @@ async fn expire_runs(pool: &SqlitePool, now: OffsetDateTime) -> Result<(), Store
          WHERE kind = 'run' AND state = 'queued' AND expires_at <= $1",
     )
     .bind(millis(now))
+    .execute(pool)
+    .await?;
+    sqlx::query(
+        "UPDATE work SET state = 'failed', finished_at = $1, error = $3 \
+         WHERE kind = 'run' AND state = 'delivered' AND delivered_at + 1000 * \
+            ((SELECT r.timeout_secs FROM runs r WHERE r.work_id = work.id) + $2) <= $1",
+    )
+    .bind(millis(now))
+    .bind(RUN_REPORT_GRACE_SECS)
+    .bind(RUN_SILENT_AGENT)
     .execute(pool)
     .await?;
     Ok(())
