@@ -60,6 +60,7 @@ const EXPECTED: &[(&str, &str, &[Caller])] = &[
     ("GET", "/api/v1/users", &[Admin]),
     ("POST", "/api/v1/users", &[Admin]),
     ("POST", "/api/v1/users/{name}/revoke", &[Admin]),
+    ("GET", "/api/v1/agent/tickets", &[Agent]),
 ];
 
 fn callers_of(access: Access) -> Vec<Caller> {

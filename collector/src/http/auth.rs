@@ -78,6 +78,7 @@ pub const RULES: &[Rule] = &[
     rule("GET", paths::USERS, Access::Admin),
     rule("POST", paths::USERS, Access::Admin),
     rule("POST", "/api/v1/users/{name}/revoke", Access::Admin),
+    rule("GET", paths::AGENT_TICKETS, Access::Agent),
 ];
 
 fn access_for(method: &Method, path: &str) -> Option<Access> {

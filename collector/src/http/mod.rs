@@ -4,6 +4,7 @@
 //! every answer, including refusals), then `auth::authorize` on matched routes only, so the
 //! access policy sees the route template. Unmatched paths get a JSON 404.
 
+pub mod agent_tickets;
 pub mod auth;
 pub mod body;
 pub mod enroll;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(machines::routes())
         .merge(users::routes())
         .merge(work::routes())
+        .merge(agent_tickets::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,

@@ -11,8 +11,8 @@ use std::pin::Pin;
 
 use lifeline_shared::findings::{Finding, Severity};
 use lifeline_shared::v1::api::{
-    MachineDetail, MachineStatus, MachineSummary, Role, TicketDetail, TicketFilter, TicketSummary,
-    TicketUpdate, Urgency, UserSummary,
+    MachineDetail, MachineStatus, MachineSummary, MachineTicket, Role, TicketDetail, TicketFilter,
+    TicketSummary, TicketUpdate, Urgency, UserSummary,
 };
 use time::OffsetDateTime;
 
@@ -264,4 +264,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         outcome: &'a WorkOutcome,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<WorkRecord>>;
+
+    /// Adds a comment the end user sees (a public reply); otherwise like [`Store::add_comment`].
+    fn add_public_comment<'a>(
+        &'a self,
+        number: u64,
+        author: &'a str,
+        body: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool>;
+    /// `machine_id`'s newest tickets (at most `limit`, newest first) with their public comments
+    /// only: what the machine's end user may see.
+    fn machine_tickets<'a>(
+        &'a self,
+        machine_id: &'a str,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<MachineTicket>>;
 }
