@@ -5,6 +5,7 @@
 pub mod anonymize;
 pub mod collect;
 pub mod config;
+pub mod desktop;
 pub mod enroll;
 pub mod exec;
 pub mod redact;
@@ -13,6 +14,7 @@ pub mod report;
 pub mod service;
 pub mod spool;
 pub mod status;
+pub mod tickets;
 pub mod transport;
 pub mod trust;
 pub mod vitals;

@@ -7,6 +7,9 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use lifeline_agent::config::AgentDir;
+use lifeline_agent::desktop::consent::{self, ConsentArgs, ConsentError};
+use lifeline_agent::desktop::hotkey::{DEFAULT_HOTKEY, HOTKEY_ENV, Hotkey};
+use lifeline_agent::desktop::{self, shortcut};
 use lifeline_agent::{collect, render, service, status};
 use lifeline_shared::v1::snapshot::SectionName;
 
@@ -14,7 +17,9 @@ use lifeline_shared::v1::snapshot::SectionName;
 #[command(
     name = "lifeline-agent",
     version,
-    about = "Lifeline agent: diagnostics and help-desk tickets"
+    about = "Lifeline agent: diagnostics and help-desk tickets",
+    // `help` is ours (the end-user window); `--help` still prints usage.
+    disable_help_subcommand = true
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,8 +34,27 @@ enum Command {
     Enroll(lifeline_agent::enroll::EnrollArgs),
     /// File a ticket with a fresh snapshot and print its number.
     Report(lifeline_agent::report::ReportArgs),
-    /// Run the background service: heartbeats, queued reports, live inspections.
+    /// Run the background service: heartbeats, queued reports, live inspections, and (on a
+    /// desktop) the help hotkey.
     Run(RunArgs),
+    /// Open the "get help" window (a prompt in the terminal when there is no display).
+    Help(desktop::help::HelpArgs),
+    /// The help hotkey: how it works in this session; `install` registers it with GNOME or KDE
+    /// (for Wayland, where applications cannot grab keys).
+    Hotkey {
+        #[command(subcommand)]
+        command: Option<HotkeyCommand>,
+    },
+    /// This machine's recent tickets, their status and the help desk's replies.
+    Tickets {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the user to allow a remote action (prompt as JSON on stdin; prints allow, deny or
+    /// timeout). Used by the service.
+    #[command(hide = true)]
+    Consent(ConsentArgs),
     /// Reports waiting to be delivered.
     #[command(subcommand)]
     Spool(SpoolCommand),
@@ -53,6 +77,24 @@ struct RunArgs {
     /// Seconds between looks at the spool for new reports.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
     spool_secs: u64,
+    /// The help hotkey on an X11 desktop, like "Ctrl+Alt+H" (modifiers Ctrl, Alt, Shift, Super).
+    #[arg(long, env = HOTKEY_ENV, default_value = DEFAULT_HOTKEY, value_name = "KEYS")]
+    hotkey: Hotkey,
+    /// Do not listen for the help hotkey.
+    #[arg(long, conflicts_with = "hotkey")]
+    no_hotkey: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum HotkeyCommand {
+    /// Register the hotkey as a desktop shortcut that runs `lifeline-agent help`.
+    Install {
+        #[arg(long, env = HOTKEY_ENV, default_value = DEFAULT_HOTKEY, value_name = "KEYS")]
+        hotkey: Hotkey,
+        /// The desktop to register with; detected from XDG_CURRENT_DESKTOP when not given.
+        #[arg(long)]
+        desktop: Option<shortcut::Desktop>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +138,10 @@ fn main() -> ExitCode {
         Command::Enroll(args) => lifeline_agent::enroll::run(&args).map_err(anyhow::Error::from),
         Command::Report(args) => lifeline_agent::report::run(&args).map_err(anyhow::Error::from),
         Command::Run(args) => run_service(&args),
+        Command::Help(args) => desktop::help::run(&args).map_err(anyhow::Error::from),
+        Command::Hotkey { command } => hotkey(command),
+        Command::Tickets { json } => my_tickets(json),
+        Command::Consent(args) => return consent_window(&args),
         Command::Spool(SpoolCommand::List { json }) => spool_list(json),
         Command::Spool(SpoolCommand::Flush) => spool_flush(),
         Command::Status { json } => show_status(json),
@@ -161,8 +207,84 @@ fn run_service(args: &RunArgs) -> anyhow::Result<()> {
         poll_wait: std::time::Duration::from_secs(args.poll_secs),
         spool_check: std::time::Duration::from_secs(args.spool_secs),
     };
-    service::run(dir, cadence)?;
+    let hotkey = (!args.no_hotkey).then_some(args.hotkey);
+    service::run(dir, cadence, hotkey)?;
     Ok(())
+}
+
+fn hotkey(command: Option<HotkeyCommand>) -> anyhow::Result<()> {
+    match command {
+        Some(HotkeyCommand::Install { hotkey, desktop }) => {
+            println!("{}", shortcut::install(&hotkey, desktop)?);
+        }
+        None => print!("{}", hotkey_state()),
+    }
+    Ok(())
+}
+
+/// What the hotkey does in this session, and what is installed.
+fn hotkey_state() -> String {
+    let hotkey = std::env::var(HOTKEY_ENV)
+        .ok()
+        .and_then(|h| h.parse::<Hotkey>().ok())
+        .unwrap_or_default();
+    let session = desktop::Session::from_env();
+    let mut out = match &session {
+        desktop::Session::None => "No desktop session here (DISPLAY is not set): \
+                                   `lifeline-agent help` asks in the terminal.\n"
+            .to_owned(),
+        desktop::Session::X11 { display, wayland } if !*wayland => format!(
+            "X11 session on {display}: `lifeline-agent run` grabs {hotkey} and opens the help \
+             window (change it with --hotkey or {HOTKEY_ENV}).\n"
+        ),
+        _ => format!(
+            "Wayland session: applications cannot grab keys. `lifeline-agent hotkey install` \
+             registers {hotkey} as a desktop shortcut (GNOME, KDE) that runs \
+             `lifeline-agent help`.\n"
+        ),
+    };
+    match shortcut::gnome_state("gsettings") {
+        Ok(Some((binding, command))) => out.push_str(&format!(
+            "GNOME shortcut installed: {binding} runs `{command}`.\n"
+        )),
+        Ok(None) => out.push_str("No GNOME shortcut installed.\n"),
+        Err(
+            shortcut::ShortcutError::Missing { .. } | shortcut::ShortcutError::NoGnomeSchema { .. },
+        ) => {}
+        Err(e) => out.push_str(&format!("GNOME shortcut: cannot tell ({e}).\n")),
+    }
+    out
+}
+
+fn my_tickets(json: bool) -> anyhow::Result<()> {
+    let dir = AgentDir::from_env()?;
+    let tickets = lifeline_agent::tickets::fetch(&dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tickets)?);
+    } else {
+        print!("{}", lifeline_agent::tickets::render(&tickets));
+    }
+    Ok(())
+}
+
+/// `lifeline-agent consent`: the answer's word on stdout; exit 3 when there is no desktop.
+fn consent_window(args: &ConsentArgs) -> ExitCode {
+    match consent::run_window(args) {
+        Ok(answer) => {
+            println!("{}", answer.word());
+            ExitCode::SUCCESS
+        }
+        Err(ConsentError::NoDesktop) => {
+            eprintln!("lifeline-agent: no desktop session to ask in");
+            println!("{}", consent::ConsentAnswer::NoDesktop.word());
+            ExitCode::from(consent::EXIT_NO_DESKTOP as u8)
+        }
+        Err(e) => {
+            eprintln!("lifeline-agent: {e}");
+            println!("deny");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn spool_list(json: bool) -> anyhow::Result<()> {

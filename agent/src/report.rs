@@ -118,13 +118,7 @@ pub fn compress_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ReportError> {
 /// The compressed body of a ticket.
 pub fn encode(report: &Report, snapshot: Option<Snapshot>) -> Result<Vec<u8>, ReportError> {
     report.check()?;
-    let ticket = NewTicket {
-        description: report.description.clone(),
-        urgency: report.urgency,
-        os_user: report.os_user.clone(),
-        snapshot,
-    };
-    compress_json(&ticket)
+    compress_json(&new_ticket(report, snapshot))
 }
 
 /// Sends an encoded ticket, retrying a transient failure once with the same idempotency key.
@@ -233,6 +227,111 @@ pub struct ReportArgs {
     pub urgency: Urgency,
 }
 
+/// The snapshot options of a report: every section, plus the reachability check of the collector
+/// this agent enrolled with (when it is enrolled; the check is skipped otherwise).
+pub fn snapshot_options(dir: &AgentDir) -> crate::collect::Options {
+    let collector = dir
+        .load()
+        .ok()
+        .and_then(|config| transport::authority_of(&config.server));
+    crate::collect::Options {
+        collector,
+        ..crate::collect::Options::default()
+    }
+}
+
+/// The user a report is filed for: the snapshot's current user, else the environment's.
+pub fn os_user(snapshot: &Snapshot) -> Option<String> {
+    snapshot
+        .user_data()
+        .and_then(|u| u.current_user.clone())
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("USERNAME").ok())
+}
+
+/// The exact body of a ticket before compression: what "What will be sent" shows.
+pub fn new_ticket(report: &Report, snapshot: Option<Snapshot>) -> NewTicket {
+    NewTicket {
+        description: report.description.clone(),
+        urgency: report.urgency,
+        os_user: report.os_user.clone(),
+        snapshot,
+    }
+}
+
+/// Where a filed report went.
+#[derive(Debug)]
+pub enum Delivery {
+    /// The collector stored it as this ticket number.
+    Delivered(u64),
+    /// The collector cannot be reached: the report waits in the spool and is delivered later
+    /// (by the service, or the next report).
+    Queued(TransportError),
+}
+
+/// What [`file`] did.
+#[derive(Debug)]
+pub struct Filed {
+    /// The report's reference (`LL-XXXX-XXXX`), known before any network traffic.
+    pub reference: String,
+    pub delivery: Delivery,
+    /// Earlier queued reports delivered on the way, (reference, ticket number).
+    pub earlier: Vec<(String, u64)>,
+    /// Things the user should hear about (renewal failures, quarantined spool files).
+    pub warnings: Vec<String>,
+}
+
+/// Files a report with `snapshot`: spools it, delivers what waited before it, then sends it.
+/// Shared by `lifeline-agent report`, the help window and the terminal prompt. Once this has
+/// spooled the report, nothing loses it: an unreachable collector is [`Delivery::Queued`], and
+/// a refusal is [`ReportError::Kept`] with the report still in the spool.
+pub fn file(dir: &AgentDir, draft: Report, snapshot: Snapshot) -> Result<Filed, ReportError> {
+    draft.check()?;
+    let mut warnings = Vec::new();
+    // Renewal failing is not a reason to lose the report: the current certificate still works
+    // until it expires, and the next report tries again.
+    match crate::enroll::renew_if_due(dir, OffsetDateTime::now_utc()) {
+        Ok(_) => {}
+        Err(crate::enroll::EnrollError::Expired(at)) => return Err(ReportError::Expired(at)),
+        Err(error) => warnings.push(format!("certificate renewal failed: {error}")),
+    }
+    let client = EnrolledClient::open(dir)?;
+    let report = Report {
+        os_user: draft.os_user.clone().or_else(|| os_user(&snapshot)),
+        ..draft
+    };
+
+    let now = OffsetDateTime::now_utc();
+    let spool = Spool::open(dir.spool_path(), spool::DEFAULT_MAX_BYTES)?;
+    let mut entry = Entry::new(new_idempotency_key()?, report, snapshot, now);
+    warnings.extend(spool.push(&entry)?.iter().map(ToString::to_string));
+
+    let earlier = flush(&client, &spool, Some(&entry.key), now)?;
+    warnings.extend(earlier.notices.iter().map(ToString::to_string));
+    let outcome = match earlier.unreachable {
+        // No point waiting for a second timeout: the collector just did not answer.
+        Some(error) => Err(error),
+        None => deliver(&client, &spool, &mut entry, now)?,
+    };
+    let delivery = match outcome {
+        Ok(created) => Delivery::Delivered(created.number),
+        Err(error) if error.is_transient() => Delivery::Queued(error),
+        // Refused: the ticket stays in the spool (nothing is lost), and the user hears why.
+        Err(error) => {
+            return Err(ReportError::Kept {
+                reference: entry.reference(),
+                error,
+            });
+        }
+    };
+    Ok(Filed {
+        reference: entry.reference(),
+        delivery,
+        earlier: earlier.delivered,
+        warnings,
+    })
+}
+
 /// Runs `lifeline-agent report`: snapshot, spool, deliver, print the ticket number (or that the
 /// report waits in the spool).
 pub fn run(args: &ReportArgs) -> Result<(), ReportError> {
@@ -243,66 +342,25 @@ pub fn run(args: &ReportArgs) -> Result<(), ReportError> {
     };
     draft.check()?;
     let dir = AgentDir::from_env()?;
-    // Renewal failing is not a reason to lose the report: the current certificate still works
-    // until it expires, and the next report tries again.
-    match crate::enroll::renew_if_due(&dir, OffsetDateTime::now_utc()) {
-        Ok(_) => {}
-        Err(crate::enroll::EnrollError::Expired(at)) => return Err(ReportError::Expired(at)),
-        Err(error) => eprintln!("lifeline-agent: warning: certificate renewal failed: {error}"),
+    // Fail before the snapshot when not enrolled.
+    dir.load()?;
+    let snapshot = crate::collect::take(&snapshot_options(&dir));
+    let filed = file(&dir, draft, snapshot)?;
+    for warning in &filed.warnings {
+        eprintln!("lifeline-agent: warning: {warning}");
     }
-    let client = EnrolledClient::open(&dir)?;
-    let options = crate::collect::Options {
-        collector: client.collector.authority(),
-        ..crate::collect::Options::default()
-    };
-    let snapshot = crate::collect::take(&options);
-    let report = Report {
-        os_user: snapshot
-            .user_data()
-            .and_then(|u| u.current_user.clone())
-            .or_else(|| std::env::var("USER").ok())
-            .or_else(|| std::env::var("USERNAME").ok()),
-        ..draft
-    };
-
-    let now = OffsetDateTime::now_utc();
-    let spool = Spool::open(dir.spool_path(), spool::DEFAULT_MAX_BYTES)?;
-    let mut entry = Entry::new(new_idempotency_key()?, report, snapshot, now);
-    for notice in spool.push(&entry)? {
-        eprintln!("lifeline-agent: warning: {notice}");
-    }
-
-    let earlier = flush(&client, &spool, Some(&entry.key), now)?;
-    for notice in &earlier.notices {
-        eprintln!("lifeline-agent: warning: {notice}");
-    }
-    for (reference, number) in &earlier.delivered {
+    for (reference, number) in &filed.earlier {
         println!("Delivered your earlier report {reference} as #{number}");
     }
-    let outcome = match earlier.unreachable {
-        // No point waiting for a second timeout: the collector just did not answer.
-        Some(error) => Err(error),
-        None => deliver(&client, &spool, &mut entry, now)?,
-    };
-    match outcome {
-        Ok(created) => {
-            println!("#{}", created.number);
-            Ok(())
-        }
-        Err(error) if error.is_transient() => {
-            println!(
-                "{}: queued, will be delivered automatically.\n(The collector cannot be reached \
-                 right now: {error})",
-                entry.reference()
-            );
-            Ok(())
-        }
-        // Refused: the ticket stays in the spool (nothing is lost), and the user hears why.
-        Err(error) => Err(ReportError::Kept {
-            reference: entry.reference(),
-            error,
-        }),
+    match filed.delivery {
+        Delivery::Delivered(number) => println!("#{number}"),
+        Delivery::Queued(error) => println!(
+            "{}: queued, will be delivered automatically.\n(The collector cannot be reached \
+             right now: {error})",
+            filed.reference
+        ),
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 
 use crate::collect;
 use crate::config::{AgentDir, ConfigError};
+use crate::desktop::hotkey::Hotkey;
 use crate::report::{self, EnrolledClient, ReportError};
 use crate::spool::{self, Spool, SpoolError};
 use crate::transport;
@@ -144,8 +145,9 @@ impl Shared {
     }
 }
 
-/// Runs the service until the process is stopped. Returns only on a setup error.
-pub fn run(dir: AgentDir, cadence: Cadence) -> Result<(), ServiceError> {
+/// Runs the service until the process is stopped. Returns only on a setup error. With a
+/// `hotkey`, a desktop session also gets the help hotkey (see [`crate::desktop::hotkey`]).
+pub fn run(dir: AgentDir, cadence: Cadence, hotkey: Option<Hotkey>) -> Result<(), ServiceError> {
     // Fail early, and clearly, when not enrolled.
     dir.load()?;
     std::fs::create_dir_all(&dir.state).map_err(|source| ServiceError::Io {
@@ -182,6 +184,11 @@ pub fn run(dir: AgentDir, cadence: Cadence) -> Result<(), ServiceError> {
             move || work_loop(&shared, cadence)
         }),
     ];
+    // The help hotkey: its own thread, only when a display answers; windows are processes of
+    // their own, so nothing of the GUI lives in the service.
+    if let Some(hotkey) = hotkey {
+        crate::desktop::hotkey::start_listener(hotkey);
+    }
     for t in threads.into_iter().flatten() {
         let _ = t.join();
     }

@@ -181,8 +181,7 @@ impl Collector {
 
     /// The `host:port` of the collector, for the snapshot's reachability check.
     pub fn authority(&self) -> Option<String> {
-        let rest = self.base.strip_prefix("https://")?;
-        Some(rest.split('/').next().unwrap_or(rest).to_owned())
+        authority_of(&self.base)
     }
 
     /// A request builder for `method` on `path`.
@@ -193,6 +192,12 @@ impl Collector {
     pub fn get(&self, path: &str) -> ureq::RequestBuilder<ureq::typestate::WithoutBody> {
         self.agent.get(&self.url(path))
     }
+}
+
+/// The `host:port` of an `https://` collector URL.
+pub fn authority_of(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("https://")?;
+    Some(rest.split('/').next().unwrap_or(rest).to_owned())
 }
 
 /// Turns a ureq result into the decoded answer or a one-line error.

@@ -608,6 +608,47 @@ fn a_run_whose_agent_goes_silent_fails_after_its_timeout() {
 }
 
 #[test]
+fn the_user_at_the_machine_allows_or_denies_a_consent_action() {
+    let x = crate::desktop::Xvfb::start();
+    let mut site = Site::new();
+    site.service.stop();
+    site.service = AgentService::start_with_env(&site.agent, &[("DISPLAY", &x.display)]);
+    let title = "Lifeline - Allow a remote action?";
+    for (run, keys, allowed) in [
+        (1, ["Tab", "Return"].as_slice(), true),
+        (2, &["Return"], false),
+    ] {
+        assert_success(
+            &site.run("ask-first", &["--reason", "printing hangs"]),
+            "consent run queued",
+        );
+        let window = x.wait_for_window(title, Duration::from_secs(60));
+        assert_eq!(site.run_json(run)["state"], "awaiting_consent");
+        x.focus(&window);
+        x.keys(keys);
+        let out = site.tech(&[
+            "runs",
+            "show",
+            &run.to_string(),
+            "--wait",
+            "--timeout",
+            "60",
+        ]);
+        if allowed {
+            assert_success(&out, &format!("allowed consent run\n{}", site.context()));
+        } else {
+            assert_failure(
+                &out,
+                "denied consent run",
+                "the user at the machine denied the action",
+            );
+        }
+    }
+    let refusals = site.sql("SELECT detail FROM audit_log WHERE action = 'run.refused'");
+    assert!(refusals.contains("denied the action"), "{refusals}");
+}
+
+#[test]
 fn consent_actions_are_refused_while_nobody_can_be_asked() {
     let site = Site::new();
     let out = site.run("ask-first", &["--wait"]);

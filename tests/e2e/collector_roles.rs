@@ -74,6 +74,7 @@ const EXPECTED: &[(&str, &str, &[Caller])] = &[
     ("POST", "/api/v1/agent/work/{id}/progress", &[Agent]),
     ("GET", "/api/v1/audit", &[Admin]),
     ("GET", "/api/v1/audit/verify", &[Admin]),
+    ("GET", "/api/v1/agent/tickets", &[Agent]),
 ];
 
 fn callers_of(access: Access) -> Vec<Caller> {

@@ -348,6 +348,12 @@ pub struct AgentService {
 
 impl AgentService {
     pub fn start(agent: &TestAgent) -> AgentService {
+        Self::start_with_env(agent, &[])
+    }
+
+    /// Like [`AgentService::start`], with extra environment variables (a `DISPLAY`, say). The
+    /// test's own `DISPLAY` is never inherited.
+    pub fn start_with_env(agent: &TestAgent, env: &[(&str, &str)]) -> AgentService {
         let log = agent.dir().join("service.log");
         let file = fs::OpenOptions::new()
             .create(true)
@@ -365,6 +371,9 @@ impl AgentService {
                 "1",
             ])
             .env("LIFELINE_AGENT_DIR", agent.dir())
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::from(file))
             .spawn()

@@ -22,5 +22,6 @@ mod collector_flow;
 mod collector_inspect;
 mod collector_roles;
 mod collector_tls;
+mod desktop;
 mod harness;
 mod snapshot;

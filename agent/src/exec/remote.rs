@@ -18,11 +18,15 @@ use time::OffsetDateTime;
 
 use crate::collect;
 use crate::config::AgentDir;
+use crate::desktop::consent::{self, ConsentAnswer, ConsentPrompt};
 use crate::exec::action::{self, ActionContext, Consent, RunHooks};
 use crate::exec::policy::Policy;
 use crate::report::EnrolledClient;
 use crate::transport;
 use crate::trust::TrustStore;
+
+/// How long the user at the machine has to answer a consent request; silence is a denial.
+pub const CONSENT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Checks and runs `request` (work `work_id`); returns the answer for the collector.
 pub fn handle(
@@ -64,8 +68,9 @@ pub fn handle(
         trust: &trust,
         policy: &policy,
         now: OffsetDateTime::now_utc(),
-        // The desktop consent window is not wired in yet: consent actions are refused.
-        user_can_consent: false,
+        // The consent window decides: without a desktop session it answers "no desktop", and
+        // the run is refused as before with "no user available to consent".
+        user_can_consent: true,
     };
     let outcome = action::execute_with(request, &ctx, &hooks);
     let before = hooks.before.lock().ok().and_then(|mut b| b.take());
@@ -146,9 +151,32 @@ impl Hooks<'_> {
 }
 
 impl RunHooks for Hooks<'_> {
-    fn ask_consent(&self, _action: &Action, _request: &RunRequest) -> Consent {
+    fn ask_consent(&self, action: &Action, request: &RunRequest) -> Consent {
+        let prompt = ConsentPrompt {
+            technician: request.requested_by.clone(),
+            action_title: action.title().to_owned(),
+            action_description: action.description().to_owned(),
+            params: request
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            reason: request.reason.clone(),
+            ticket: request.ticket,
+        };
         self.report(RunStage::AwaitingConsent);
-        Consent::NoUser
+        let answer = consent::ask(&prompt, CONSENT_TIMEOUT);
+        eprintln!(
+            "lifeline-agent: work {}: the user's answer to {}: {answer:?}",
+            self.work_id,
+            action.id()
+        );
+        match answer {
+            ConsentAnswer::Allowed => Consent::Allowed,
+            ConsentAnswer::Denied => Consent::Denied,
+            ConsentAnswer::TimedOut => Consent::TimedOut,
+            ConsentAnswer::NoDesktop => Consent::NoUser,
+        }
     }
 
     fn starting(&self, action: &Action) {

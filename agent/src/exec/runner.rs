@@ -55,7 +55,34 @@ pub enum Environment {
     Probe,
     /// Approved remote actions: only `PATH` and `LANG=C.UTF-8`, working directory `/`.
     Action,
+    /// Programs of the user's desktop session (the help and consent windows, `gsettings`):
+    /// `PATH` plus the session variables in [`DESKTOP_VARIABLES`] that are set, so they reach
+    /// the display, the session bus and the agent's own files. Nothing else is inherited.
+    Desktop,
 }
+
+/// What a desktop-session child inherits: where the display, the session bus and the user's
+/// files are, the locale, and the agent's own directory settings. None of these hold secrets
+/// (`XAUTHORITY` names the cookie file, it does not contain it).
+pub const DESKTOP_VARIABLES: &[&str] = &[
+    "DISPLAY",
+    "XAUTHORITY",
+    "WAYLAND_DISPLAY",
+    "XDG_RUNTIME_DIR",
+    "XDG_SESSION_TYPE",
+    "XDG_CURRENT_DESKTOP",
+    "DBUS_SESSION_BUS_ADDRESS",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "XDG_CONFIG_HOME",
+    "XDG_STATE_HOME",
+    "XDG_CACHE_HOME",
+    "LIFELINE_AGENT_DIR",
+    "LIFELINE_LOG",
+];
 
 impl Environment {
     fn apply(self, command: &mut std::process::Command) {
@@ -72,6 +99,13 @@ impl Environment {
                 // The agent's own working directory is no business of an action.
                 #[cfg(unix)]
                 command.current_dir("/");
+            }
+            Environment::Desktop => {
+                for name in DESKTOP_VARIABLES {
+                    if let Some(value) = std::env::var_os(name) {
+                        command.env(name, value);
+                    }
+                }
             }
         }
     }
@@ -93,6 +127,15 @@ impl Options {
             limits,
             max_total: None,
             environment: Environment::Probe,
+        }
+    }
+
+    /// A program of the desktop session: [`Environment::Desktop`], per-stream limits only.
+    pub fn desktop(limits: Limits) -> Options {
+        Options {
+            limits,
+            max_total: None,
+            environment: Environment::Desktop,
         }
     }
 
@@ -202,13 +245,37 @@ pub fn run_with<S: AsRef<OsStr>>(
     args: &[S],
     options: &Options,
 ) -> Result<Output, RunError> {
+    run_inner(program, args, options, None)
+}
+
+/// Like [`run_with`], with `input` written to the program's stdin (then closed) instead of an
+/// empty stdin: how structured data reaches a child without a shell or its command line.
+pub fn run_with_input<S: AsRef<OsStr>>(
+    program: &str,
+    args: &[S],
+    options: &Options,
+    input: Vec<u8>,
+) -> Result<Output, RunError> {
+    run_inner(program, args, options, Some(input))
+}
+
+fn run_inner<S: AsRef<OsStr>>(
+    program: &str,
+    args: &[S],
+    options: &Options,
+    input: Option<Vec<u8>>,
+) -> Result<Output, RunError> {
     let started = Instant::now();
     let deadline = started + options.limits.timeout;
     #[allow(clippy::disallowed_methods)] // This is the one place allowed to start processes.
     let mut command = std::process::Command::new(program);
     command
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     options.environment.apply(&mut command);
@@ -230,6 +297,14 @@ pub fn run_with<S: AsRef<OsStr>>(
         }
     })?;
 
+    // Written on its own thread: a child that does not read its stdin must not block us. A
+    // child that exits early closes the pipe, and the write error is of no interest.
+    if let (Some(input), Some(mut pipe)) = (input, child.stdin.take()) {
+        thread::spawn(move || {
+            use std::io::Write;
+            let _ = pipe.write_all(&input);
+        });
+    }
     let budget = Arc::new(AtomicUsize::new(options.max_total.unwrap_or(usize::MAX)));
     let stdout = child
         .stdout
@@ -592,6 +667,26 @@ mod tests {
         let out = run_with("/usr/bin/seq", &["1", "3"], &options).unwrap();
         assert_eq!(out.stdout_text(), "1\n2\n3\n");
         assert!(!out.stdout_truncated && !out.stderr_truncated);
+    }
+
+    #[test]
+    fn input_reaches_the_program_on_stdin() {
+        let options = Options::probe(Limits::new(Duration::from_secs(5), 1024));
+        let out = run_with_input("cat", &[] as &[&str], &options, b"{\"a\": 1}".to_vec()).unwrap();
+        assert_eq!(out.stdout_text(), "{\"a\": 1}");
+    }
+
+    #[test]
+    fn desktop_children_get_only_the_session_variables() {
+        let options = Options::desktop(Limits::new(Duration::from_secs(5), 64 * 1024));
+        let out = run_with("/usr/bin/env", &[] as &[&str], &options).unwrap();
+        for line in out.stdout_text().lines() {
+            let name = line.split('=').next().unwrap();
+            assert!(
+                name == "PATH" || DESKTOP_VARIABLES.contains(&name),
+                "{name} was inherited"
+            );
+        }
     }
 
     #[test]

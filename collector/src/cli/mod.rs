@@ -114,8 +114,14 @@ pub enum TicketsCommand {
         #[arg(long)]
         assign: Option<String>,
     },
-    /// Add a comment
-    Comment { number: u64, text: String },
+    /// Add a comment (internal to the help desk unless --public)
+    Comment {
+        number: u64,
+        text: String,
+        /// A reply the end user sees in their help window (`lifeline-agent tickets`)
+        #[arg(long)]
+        public: bool,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -375,14 +381,22 @@ fn tickets(client: &ApiClient, out: &Printer, command: &TicketsCommand) -> Resul
                 )
             })
         }
-        TicketsCommand::Comment { number, text } => {
+        TicketsCommand::Comment {
+            number,
+            text,
+            public,
+        } => {
             let ticket: TicketDetail = client.post(
                 &format!("{}/{number}/comments", paths::TICKETS),
-                &NewComment { body: text.clone() },
+                &NewComment {
+                    body: text.clone(),
+                    public: *public,
+                },
             )?;
             out.show(&ticket, |t| {
                 format!(
-                    "comment added to #{} ({} comments)",
+                    "{} comment added to #{} ({} comments)",
+                    if *public { "public" } else { "internal" },
                     t.summary.number,
                     t.comments.len()
                 )

@@ -124,9 +124,10 @@ pub fn ticket_page(ticket: &TicketDetail) -> String {
         out.push_str("\nComments:\n");
         for c in &ticket.comments {
             out.push_str(&format!(
-                "  {} {}:\n",
+                "  {} {}{}:\n",
                 when(c.created_at),
-                clean_line(&c.author)
+                clean_line(&c.author),
+                if c.public { " (public)" } else { "" }
             ));
             for line in clean(&c.body).lines() {
                 out.push_str(&format!("    {line}\n"));

@@ -97,6 +97,7 @@ pub const RULES: &[Rule] = &[
     rule("POST", paths::AGENT_WORK_PROGRESS, Access::Agent),
     rule("GET", paths::AUDIT, Access::Admin),
     rule("GET", paths::AUDIT_VERIFY, Access::Admin),
+    rule("GET", paths::AGENT_TICKETS, Access::Agent),
 ];
 
 fn access_for(method: &Method, path: &str) -> Option<Access> {

@@ -5,6 +5,7 @@
 //! access policy sees the route template. Unmatched paths get a JSON 404.
 
 pub mod actions;
+pub mod agent_tickets;
 pub mod audit;
 pub mod auth;
 pub mod body;
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(work::routes())
         .merge(actions::routes())
         .merge(audit::routes())
+        .merge(agent_tickets::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,

@@ -204,11 +204,18 @@ async fn add_comment(
     let n = ticket_number(path)?;
     let comment: NewComment = read_json(&headers, body, BodyLimits::SMALL).await?;
     check_text("comment", &comment.body, COMMENT_MAX_LEN)?;
-    if !state
-        .store
-        .add_comment(n, &staff.name, &comment.body, state.clock.now())
-        .await?
-    {
+    let added = if comment.public {
+        state
+            .store
+            .add_public_comment(n, &staff.name, &comment.body, state.clock.now())
+            .await?
+    } else {
+        state
+            .store
+            .add_comment(n, &staff.name, &comment.body, state.clock.now())
+            .await?
+    };
+    if !added {
         return Err(ApiError::NotFound(format!("no ticket #{n}")));
     }
     ticket_detail(&state, n).await

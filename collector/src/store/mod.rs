@@ -11,8 +11,8 @@ use std::pin::Pin;
 
 use lifeline_shared::findings::{Finding, Severity};
 use lifeline_shared::v1::api::{
-    MachineDetail, MachineStatus, MachineSummary, Role, TicketDetail, TicketFilter, TicketSummary,
-    TicketUpdate, Urgency, UserSummary,
+    MachineDetail, MachineStatus, MachineSummary, MachineTicket, Role, TicketDetail, TicketFilter,
+    TicketSummary, TicketUpdate, Urgency, UserSummary,
 };
 use lifeline_shared::v1::audit::AuditEntry;
 use time::OffsetDateTime;
@@ -514,4 +514,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// (tampered with outside the collector) is listed with a `hash` starting with
     /// [`lifeline_shared::v1::audit::UNREADABLE_PREFIX`], so verification reports it as altered.
     fn list_audit<'a>(&'a self, filter: &'a AuditFilter) -> StoreFuture<'a, Vec<AuditEntry>>;
+    /// Adds a comment the end user sees (a public reply); otherwise like [`Store::add_comment`].
+    fn add_public_comment<'a>(
+        &'a self,
+        number: u64,
+        author: &'a str,
+        body: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool>;
+    /// `machine_id`'s newest tickets (at most `limit`, newest first) with their public comments
+    /// only: what the machine's end user may see.
+    fn machine_tickets<'a>(
+        &'a self,
+        machine_id: &'a str,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<MachineTicket>>;
 }

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use lifeline_shared::findings::{Finding, Severity};
 use lifeline_shared::v1::api::{
-    AttachedSnapshot, Comment, MachineDetail, MachineStatus, MachineSummary, Priority, Role,
-    TicketDetail, TicketFilter, TicketStatus, TicketSummary, TicketUpdate, Tier, Urgency,
-    UserSummary,
+    AttachedSnapshot, Comment, MachineDetail, MachineStatus, MachineSummary, MachineTicket,
+    Priority, Reply, Role, TicketDetail, TicketFilter, TicketStatus, TicketSummary, TicketUpdate,
+    Tier, Urgency, UserSummary,
 };
 use lifeline_shared::v1::audit::{self, AuditEntry, GENESIS_HASH, UNREADABLE_PREFIX};
 use lifeline_shared::v1::snapshot::Snapshot;
@@ -862,7 +862,7 @@ impl Store for SqliteStore {
             let findings: Vec<Finding> = serde_json::from_str(row.try_get::<&str, _>("findings")?)
                 .map_err(|e| StoreError::Corrupt(format!("findings of #{number}: {e}")))?;
             let comments = sqlx::query(
-                "SELECT author, body, created_at FROM comments WHERE ticket_number = $1 \
+                "SELECT author, body, created_at, public FROM comments WHERE ticket_number = $1 \
                  ORDER BY id",
             )
             .bind(to_i64(number))
@@ -874,6 +874,7 @@ impl Store for SqliteStore {
                     author: c.try_get("author")?,
                     body: c.try_get("body")?,
                     created_at: from_millis(c.try_get("created_at")?)?,
+                    public: c.try_get("public")?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -956,33 +957,7 @@ impl Store for SqliteStore {
         body: &'a str,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let mut tx = self.pool.begin().await?;
-            let done = sqlx::query(
-                "UPDATE tickets SET updated_at = $1, \
-                    first_response_at = COALESCE(first_response_at, $1) WHERE number = $2",
-            )
-            .bind(millis(now))
-            .bind(to_i64(number))
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            sqlx::query(
-                "INSERT INTO comments (ticket_number, author, body, created_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(to_i64(number))
-            .bind(author)
-            .bind(body)
-            .bind(millis(now))
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(true)
-        })
+        Box::pin(insert_comment(&self.pool, number, author, body, false, now))
     }
 
     fn record_heartbeat<'a>(
@@ -1591,6 +1566,62 @@ impl Store for SqliteStore {
             Ok(rows.iter().map(audit_entry).collect())
         })
     }
+
+    fn add_public_comment<'a>(
+        &'a self,
+        number: u64,
+        author: &'a str,
+        body: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(insert_comment(&self.pool, number, author, body, true, now))
+    }
+
+    fn machine_tickets<'a>(
+        &'a self,
+        machine_id: &'a str,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<MachineTicket>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT number, description, status, created_at, updated_at FROM tickets \
+                 WHERE machine_id = $1 ORDER BY number DESC LIMIT $2",
+            )
+            .bind(machine_id)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut tickets = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let number: i64 = row.try_get("number")?;
+                let replies = sqlx::query(
+                    "SELECT author, body, created_at FROM comments \
+                     WHERE ticket_number = $1 AND public = 1 ORDER BY id",
+                )
+                .bind(number)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|c| {
+                    Ok(Reply {
+                        author: c.try_get("author")?,
+                        body: c.try_get("body")?,
+                        created_at: from_millis(c.try_get("created_at")?)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+                tickets.push(MachineTicket {
+                    number: to_u64(number)?,
+                    description: row.try_get("description")?,
+                    status: parse::<TicketStatus>(row.try_get("status")?)?,
+                    created_at: from_millis(row.try_get("created_at")?)?,
+                    updated_at: from_millis(row.try_get("updated_at")?)?,
+                    replies,
+                });
+            }
+            Ok(tickets)
+        })
+    }
 }
 
 /// An audit row, read so that tampering cannot make listing or verification fail: a column
@@ -1845,6 +1876,44 @@ async fn load_run(
     row.as_ref().map(run_record).transpose()
 }
 
+/// Adds a comment to ticket `number` and counts it as the first response; false when no such
+/// ticket exists.
+async fn insert_comment(
+    pool: &SqlitePool,
+    number: u64,
+    author: &str,
+    body: &str,
+    public: bool,
+    now: OffsetDateTime,
+) -> Result<bool, StoreError> {
+    let mut tx = pool.begin().await?;
+    let done = sqlx::query(
+        "UPDATE tickets SET updated_at = $1, \
+            first_response_at = COALESCE(first_response_at, $1) WHERE number = $2",
+    )
+    .bind(millis(now))
+    .bind(to_i64(number))
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO comments (ticket_number, author, body, public, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(to_i64(number))
+    .bind(author)
+    .bind(body)
+    .bind(public)
+    .bind(millis(now))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
 async fn load_work(pool: &SqlitePool, id: u64) -> Result<Option<WorkRecord>, StoreError> {
     let row = sqlx::query(
         "SELECT w.id, w.machine_id, m.hostname, w.kind, w.state, w.ticket_number, w.created_at, \
@@ -2072,6 +2141,54 @@ mod tests {
         assert_eq!(record.status, MachineStatus::Revoked);
         assert_eq!(store.machine_by_fingerprint("fp1").await.unwrap(), None);
         assert_eq!(store.approve_machine("nope").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_machine_sees_its_own_tickets_with_public_comments_only() {
+        let (_dir, store) = store_with_machine().await;
+        let token = TokenHash::of(&Secret::new("lle_x"));
+        store
+            .enroll(&token, &enrollment("m2", "fp2"), at(1_000))
+            .await
+            .unwrap();
+        store.record_ticket(&ticket("k1"), at(1_100)).await.unwrap();
+        let theirs = TicketRecord {
+            machine_id: "m2".into(),
+            ..ticket("k2")
+        };
+        store.record_ticket(&theirs, at(1_150)).await.unwrap();
+        assert!(
+            store
+                .add_comment(1, "bob", "internal note", at(1_200))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .add_public_comment(1, "bob", "Please reboot", at(1_300))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .add_public_comment(9, "bob", "x", at(1_300))
+                .await
+                .unwrap()
+        );
+
+        let mine = store.machine_tickets("m1", 20).await.unwrap();
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].number, 1);
+        assert_eq!(mine[0].replies.len(), 1);
+        assert_eq!(mine[0].replies[0].body, "Please reboot");
+        assert_eq!(store.machine_tickets("m2", 20).await.unwrap()[0].number, 2);
+        assert!(store.machine_tickets("m3", 20).await.unwrap().is_empty());
+
+        // Technicians see both comments, each marked.
+        let detail = store.ticket(1).await.unwrap().unwrap();
+        let public: Vec<bool> = detail.comments.iter().map(|c| c.public).collect();
+        assert_eq!(public, [false, true]);
+        assert_eq!(detail.first_response_at, Some(at(1_200)));
     }
 
     #[tokio::test]

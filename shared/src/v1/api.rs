@@ -332,6 +332,10 @@ pub struct Comment {
     pub body: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// A reply the end user sees (in the help window, through their agent); comments are
+    /// internal to the help desk by default.
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// A snapshot attached to a ticket.
@@ -397,6 +401,9 @@ impl TicketUpdate {
 #[serde(deny_unknown_fields)]
 pub struct NewComment {
     pub body: String,
+    /// Shown to the end user who filed the ticket; internal when absent or false.
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// An enrolled machine.
@@ -487,6 +494,33 @@ pub struct EnrollmentTokenCreated {
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
     pub max_uses: Option<u32>,
+}
+
+/// How many of its newest tickets an agent gets from `GET /api/v1/agent/tickets`.
+pub const MACHINE_TICKETS_LIMIT: u32 = 20;
+
+/// One of the calling machine's tickets as its end user sees it (`GET /api/v1/agent/tickets`):
+/// status and the technicians' public replies, nothing internal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineTicket {
+    pub number: u64,
+    pub description: String,
+    pub status: TicketStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Public comments, oldest first.
+    pub replies: Vec<Reply>,
+}
+
+/// A technician's public reply to an end user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub author: String,
+    pub body: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
 }
 
 #[cfg(test)]

@@ -1,0 +1,446 @@
+//! The windows end users see: "Get help" (`lifeline-agent help`) and the consent prompt
+//! (`lifeline-agent consent`).
+//!
+//! Both are immediate-mode egui apps; everything slow (diagnostics, filing, fetching "My
+//! tickets") runs on threads and reports over channels, so the window opens at once and needs no
+//! network to open. Keyboard: in the help window Enter sends (Shift+Enter starts a new line) and
+//! Esc cancels; in the consent window Deny has the focus, Esc denies, Tab moves to Allow.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use eframe::egui;
+use lifeline_shared::v1::api::{DESCRIPTION_MAX_LEN, MachineTicket, Urgency};
+
+use super::consent::{ConsentAnswer, ConsentPrompt};
+use super::gui;
+use super::help::{self, Collecting, HelpError};
+use crate::config::AgentDir;
+use crate::tickets::clean;
+
+/// The help window's title (tests and scripts find the window by it).
+pub const HELP_TITLE: &str = "Lifeline - Get help";
+/// The consent window's title.
+pub const CONSENT_TITLE: &str = "Lifeline - Allow a remote action?";
+/// How often the window looks at its background threads while waiting for them.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Where the help window is.
+enum Stage {
+    /// The user is writing.
+    Form,
+    /// Send was pressed; the report is being filed.
+    Sending {
+        answer: mpsc::Receiver<Result<String, String>>,
+    },
+    /// Filed (or refused); the text says how.
+    Done { text: String, ok: bool },
+}
+
+struct HelpApp {
+    dir: AgentDir,
+    description: String,
+    urgency: Urgency,
+    collecting: Option<Collecting>,
+    show_json: bool,
+    stage: Stage,
+    error: Option<String>,
+    tickets: Option<Result<Vec<MachineTicket>, String>>,
+    tickets_answer: mpsc::Receiver<Result<Vec<MachineTicket>, String>>,
+    /// The filing thread: joined when the window closes, so closing never cuts a send short.
+    sender: Option<JoinHandle<()>>,
+    first_frame: bool,
+}
+
+/// Runs the help window until it is closed.
+pub fn run(dir: AgentDir) -> Result<(), HelpError> {
+    // Diagnostics first: they are collected while the window opens and the user types.
+    let collecting = Collecting::start(&dir);
+    let (tickets_tx, tickets_answer) = mpsc::channel();
+    let tickets_dir = dir.clone();
+    let _ = std::thread::Builder::new()
+        .name("my-tickets".to_owned())
+        .spawn(move || {
+            let _ = tickets_tx.send(crate::tickets::fetch(&tickets_dir).map_err(|e| e.to_string()));
+        });
+    let app = HelpApp {
+        dir,
+        description: String::new(),
+        urgency: Urgency::Normal,
+        collecting: Some(collecting),
+        show_json: false,
+        stage: Stage::Form,
+        error: None,
+        tickets: None,
+        tickets_answer,
+        sender: None,
+        first_frame: true,
+    };
+    gui::run_window(HELP_TITLE, [680.0, 620.0], app).map_err(HelpError::Window)
+}
+
+impl HelpApp {
+    fn send(&mut self) {
+        let draft = match self.collecting.as_mut().and_then(Collecting::ready) {
+            Some(snapshot) => help::draft(&self.description, self.urgency, snapshot),
+            None => help::draft(
+                &self.description,
+                self.urgency,
+                &lifeline_shared::v1::snapshot::Snapshot::empty(
+                    time::OffsetDateTime::UNIX_EPOCH,
+                    "",
+                ),
+            ),
+        };
+        if let Err(e) = draft.check() {
+            self.error = Some(e.to_string());
+            return;
+        }
+        let Some(collecting) = self.collecting.take() else {
+            return;
+        };
+        let (tx, answer) = mpsc::channel();
+        let dir = self.dir.clone();
+        let (description, urgency) = (self.description.clone(), self.urgency);
+        // Waits for the snapshot if it is not there yet (it usually is), then files.
+        let spawned = std::thread::Builder::new()
+            .name("send".to_owned())
+            .spawn(move || {
+                let snapshot = collecting.wait();
+                let draft = help::draft(&description, urgency, &snapshot);
+                let result = help::send(&dir, draft, snapshot)
+                    .map(|filed| help::outcome(&filed))
+                    .map_err(|e| e.to_string());
+                let _ = tx.send(result);
+            });
+        match spawned {
+            Ok(handle) => {
+                self.sender = Some(handle);
+                self.stage = Stage::Sending { answer };
+            }
+            Err(e) => self.error = Some(format!("cannot send: {e}")),
+        }
+    }
+
+    fn form(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Get help from the IT help desk");
+        ui.label("What's wrong?");
+        let edit = ui.add(
+            egui::TextEdit::multiline(&mut self.description)
+                .hint_text("Describe the problem in a sentence or two")
+                .desired_rows(3)
+                .desired_width(f32::INFINITY)
+                .return_key(egui::KeyboardShortcut::new(
+                    egui::Modifiers::SHIFT,
+                    egui::Key::Enter,
+                )),
+        );
+        if self.first_frame {
+            edit.request_focus();
+            self.first_frame = false;
+        }
+        if edit.changed() {
+            self.error = None;
+        }
+        ui.horizontal(|ui| {
+            ui.label("How urgent is it?");
+            ui.radio_value(&mut self.urgency, Urgency::Low, "Low");
+            ui.radio_value(&mut self.urgency, Urgency::Normal, "Normal");
+            ui.radio_value(&mut self.urgency, Urgency::High, "High");
+        });
+
+        let snapshot_ready = self
+            .collecting
+            .as_mut()
+            .and_then(Collecting::ready)
+            .cloned();
+        egui::CollapsingHeader::new("What will be sent")
+            .default_open(true)
+            .show(ui, |ui| match &snapshot_ready {
+                None => {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label("Collecting diagnostics of this computer...");
+                    });
+                }
+                Some(snapshot) => {
+                    let draft = help::draft(&self.description, self.urgency, snapshot);
+                    ui.label(
+                        egui::RichText::new(
+                            "Your description and this diagnostics snapshot, exactly as the help \
+                             desk will get them (passwords and tokens are already masked):",
+                        )
+                        .small(),
+                    );
+                    let text = if self.show_json {
+                        help::document(&draft, snapshot)
+                    } else {
+                        help::preview(&draft, snapshot)
+                    };
+                    egui::ScrollArea::vertical()
+                        .id_salt("preview")
+                        .max_height(200.0)
+                        .auto_shrink([false, true])
+                        .show(ui, |ui| {
+                            ui.add(egui::Label::new(egui::RichText::new(text).monospace()));
+                        });
+                    ui.checkbox(&mut self.show_json, "Show the exact document (JSON)");
+                }
+            });
+
+        self.my_tickets(ui);
+    }
+
+    /// Send, Cancel and what is wrong with the form: always in view, below the form.
+    fn actions(&mut self, ui: &mut egui::Ui, enter: bool) {
+        let too_long = self.description.len() > DESCRIPTION_MAX_LEN;
+        if too_long {
+            self.error = Some(format!(
+                "The description is {} bytes; the limit is {DESCRIPTION_MAX_LEN}.",
+                self.description.len()
+            ));
+        }
+        if let Some(error) = &self.error {
+            ui.colored_label(ui.visuals().error_fg_color, error);
+        }
+        let can_send = !self.description.trim().is_empty() && !too_long;
+        ui.horizontal(|ui| {
+            let send = ui.add_enabled(can_send, egui::Button::new("Send"));
+            let cancel = ui.button("Cancel");
+            ui.label(
+                egui::RichText::new("Enter sends, Shift+Enter starts a new line, Esc cancels")
+                    .small()
+                    .weak(),
+            );
+            if cancel.clicked() {
+                ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+            } else if (send.clicked() || enter) && can_send {
+                self.send();
+            } else if enter {
+                self.error = Some("Please say what is wrong first.".to_owned());
+            }
+        });
+    }
+
+    fn my_tickets(&mut self, ui: &mut egui::Ui) {
+        if self.tickets.is_none() {
+            self.tickets = self.tickets_answer.try_recv().ok();
+        }
+        let title = match &self.tickets {
+            Some(Ok(list)) => format!("My tickets ({})", list.len()),
+            _ => "My tickets".to_owned(),
+        };
+        egui::CollapsingHeader::new(title)
+            .default_open(false)
+            .show(ui, |ui| match &self.tickets {
+                None => {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label("Asking the help desk...");
+                    });
+                }
+                Some(Err(e)) => {
+                    ui.label(format!("Cannot reach the help desk right now ({e})."));
+                }
+                Some(Ok(list)) => {
+                    egui::ScrollArea::vertical()
+                        .id_salt("tickets")
+                        .max_height(160.0)
+                        .auto_shrink([false, true])
+                        .show(ui, |ui| {
+                            ui.label(crate::tickets::render(list));
+                        });
+                }
+            });
+    }
+
+    fn sending(&mut self, ui: &mut egui::Ui) {
+        let Stage::Sending { answer } = &self.stage else {
+            return;
+        };
+        match answer.try_recv() {
+            Ok(Ok(text)) => self.stage = Stage::Done { text, ok: true },
+            Ok(Err(text)) => self.stage = Stage::Done { text, ok: false },
+            Err(mpsc::TryRecvError::Disconnected) => {
+                self.stage = Stage::Done {
+                    text: "Sending stopped unexpectedly; run `lifeline-agent spool list`."
+                        .to_owned(),
+                    ok: false,
+                }
+            }
+            Err(mpsc::TryRecvError::Empty) => {
+                ui.heading("Get help from the IT help desk");
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Sending your report...");
+                });
+            }
+        }
+    }
+
+    fn done(ui: &mut egui::Ui, text: &str, ok: bool) {
+        let close = ui.input_mut(|i| {
+            i.consume_key(egui::Modifiers::NONE, egui::Key::Enter)
+                || i.consume_key(egui::Modifiers::NONE, egui::Key::Escape)
+        });
+        ui.heading(if ok {
+            "Thank you: help is on the way"
+        } else {
+            "Your report could not be sent"
+        });
+        let label = egui::RichText::new(text).size(18.0);
+        if ok {
+            ui.label(label.strong());
+            ui.label("The help desk will get back to you. You can close this window now.");
+        } else {
+            ui.colored_label(ui.visuals().error_fg_color, label);
+            ui.label("Nothing is lost: the report stays on this computer until it is delivered.");
+        }
+        if ui.button("Close").clicked() || close {
+            ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+    }
+}
+
+impl eframe::App for HelpApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        if matches!(self.stage, Stage::Form) {
+            let enter = ui.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Enter));
+            if ui.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Escape)) {
+                ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+                return;
+            }
+            egui::Panel::bottom("actions").show(ui, |ui| {
+                ui.add_space(6.0);
+                self.actions(ui, enter);
+            });
+        }
+        egui::CentralPanel::default().show(ui, |ui| match &self.stage {
+            Stage::Form => self.form(ui),
+            Stage::Sending { .. } => self.sending(ui),
+            Stage::Done { text, ok } => {
+                let (text, ok) = (text.clone(), *ok);
+                Self::done(ui, &text, ok);
+            }
+        });
+        let waiting = self.tickets.is_none()
+            || matches!(self.stage, Stage::Sending { .. })
+            || self
+                .collecting
+                .as_mut()
+                .is_some_and(|c| c.ready().is_none());
+        if waiting {
+            ui.ctx().request_repaint_after(POLL);
+        }
+    }
+}
+
+impl Drop for HelpApp {
+    fn drop(&mut self) {
+        // The report is spooled first thing in the filing thread; let it finish so the window
+        // closing never interrupts a send.
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.join();
+        }
+    }
+}
+
+struct ConsentApp {
+    prompt: ConsentPrompt,
+    deadline: Instant,
+    answer: Arc<Mutex<Option<ConsentAnswer>>>,
+    first_frame: bool,
+}
+
+impl eframe::App for ConsentApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let ctx = ui.ctx().clone();
+        let answer = Arc::clone(&self.answer);
+        let finish = move |given: ConsentAnswer| {
+            if let Ok(mut slot) = answer.lock() {
+                slot.get_or_insert(given);
+            }
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        };
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            finish(ConsentAnswer::TimedOut);
+            return;
+        }
+        if ui.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Escape)) {
+            finish(ConsentAnswer::Denied);
+            return;
+        }
+        if ui.input(|i| i.viewport().close_requested()) {
+            finish(ConsentAnswer::Denied);
+        }
+        let p = &self.prompt;
+        egui::CentralPanel::default().show(ui, |ui| {
+            ui.heading("A technician asks to run an action on this computer");
+            ui.label(format!(
+                "{} from the IT help desk wants to run:",
+                clean(&p.technician)
+            ));
+            ui.label(
+                egui::RichText::new(clean(&p.action_title))
+                    .size(19.0)
+                    .strong(),
+            );
+            ui.label(clean(&p.action_description));
+            if !p.params.is_empty() {
+                egui::Grid::new("params").striped(true).show(ui, |ui| {
+                    for (name, value) in &p.params {
+                        ui.label(clean(name));
+                        ui.monospace(clean(value));
+                        ui.end_row();
+                    }
+                });
+            }
+            if let Some(reason) = &p.reason {
+                ui.label(format!("Reason: {}", clean(reason)));
+            }
+            if let Some(ticket) = p.ticket {
+                ui.label(format!("For ticket #{ticket}"));
+            }
+            ui.separator();
+            ui.label(
+                egui::RichText::new(format!(
+                    "If you do not answer, this is denied in {} s.",
+                    left.as_secs() + 1
+                ))
+                .weak(),
+            );
+            ui.horizontal(|ui| {
+                let deny = ui.button("Deny");
+                let allow = ui.button("Allow");
+                if self.first_frame {
+                    deny.request_focus();
+                    self.first_frame = false;
+                }
+                if deny.clicked() {
+                    finish(ConsentAnswer::Denied);
+                } else if allow.clicked() {
+                    finish(ConsentAnswer::Allowed);
+                }
+            });
+        });
+        ui.ctx().request_repaint_after(Duration::from_millis(250));
+    }
+}
+
+/// Shows the consent window until the user answers or `timeout` passes.
+pub fn consent(prompt: &ConsentPrompt, timeout: Duration) -> Result<ConsentAnswer, String> {
+    let answer = Arc::new(Mutex::new(None));
+    let app = ConsentApp {
+        prompt: prompt.clone(),
+        deadline: Instant::now() + timeout,
+        answer: Arc::clone(&answer),
+        first_frame: true,
+    };
+    gui::run_window(CONSENT_TITLE, [560.0, 380.0], app)?;
+    let answer = answer.lock().map_err(|e| e.to_string())?.take();
+    // Closed some other way (the window manager): a denial.
+    Ok(answer.unwrap_or(ConsentAnswer::Denied))
+}
