@@ -9,11 +9,13 @@ pub mod bootstrap;
 pub mod cli;
 pub mod clock;
 pub mod http;
+pub mod openapi;
 pub mod pki;
 pub mod secret;
 pub mod store;
 pub mod tls;
 pub mod wakeup;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;

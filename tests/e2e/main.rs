@@ -22,3 +22,4 @@ mod collector_roles;
 mod collector_tls;
 mod harness;
 mod snapshot;
+mod web;

@@ -21,6 +21,7 @@ use lifeline_shared::v1::api::{MachineStatus, Role, paths};
 use super::AppState;
 use super::error::ApiError;
 use crate::secret::{Secret, TokenHash, TokenKind, certificate_fingerprint};
+use crate::web::paths as console;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,18 @@ pub enum Access {
     Staff,
     /// An admin.
     Admin,
+    /// A technician or an admin signed in to the web console (session cookie; a form POST
+    /// must also carry the session's CSRF token). Refused callers are sent to `/login`.
+    Session,
+    /// An admin signed in to the web console.
+    SessionAdmin,
+}
+
+impl Access {
+    /// Whether this is a web console rule (session cookie, not bearer token).
+    pub fn is_session(self) -> bool {
+        matches!(self, Access::Session | Access::SessionAdmin)
+    }
 }
 
 /// One access rule: method, route template as registered in the router, who may call it.
@@ -90,6 +103,30 @@ pub const RULES: &[Rule] = &[
     rule("POST", paths::RUN_APPROVE, Access::Admin),
     rule("POST", paths::RUN_DENY, Access::Admin),
     rule("POST", paths::AGENT_WORK_PROGRESS, Access::Agent),
+    rule("GET", paths::OPENAPI, Access::Public),
+    // The web console (crate::web).
+    rule("GET", console::LOGIN, Access::Public),
+    rule("POST", console::LOGIN, Access::Public),
+    rule("GET", console::STYLESHEET, Access::Public),
+    rule("POST", console::LOGOUT, Access::Session),
+    rule("GET", console::QUEUE, Access::Session),
+    rule("GET", console::TICKET, Access::Session),
+    rule("POST", console::TICKET_COMMENT, Access::Session),
+    rule("POST", console::TICKET_UPDATE, Access::Session),
+    rule("POST", console::TICKET_INSPECT, Access::Session),
+    rule("POST", console::TICKET_RUN, Access::Session),
+    rule("GET", console::RUN, Access::Session),
+    rule("GET", console::MACHINES, Access::Session),
+    rule("GET", console::MACHINE, Access::Session),
+    rule("GET", console::APPROVALS, Access::SessionAdmin),
+    rule("POST", console::APPROVE, Access::SessionAdmin),
+    rule("POST", console::DENY, Access::SessionAdmin),
+    rule("GET", console::USERS, Access::SessionAdmin),
+    rule("POST", console::USERS, Access::SessionAdmin),
+    rule("POST", console::USER_REVOKE, Access::SessionAdmin),
+    rule("GET", console::ADMIN_MACHINES, Access::SessionAdmin),
+    rule("POST", console::MACHINE_REVOKE, Access::SessionAdmin),
+    rule("GET", console::CATALOG, Access::SessionAdmin),
 ];
 
 fn access_for(method: &Method, path: &str) -> Option<Access> {
@@ -133,6 +170,9 @@ pub async fn authorize(
         tracing::error!(method = %request.method(), route = %path, "route has no access rule");
         return ApiError::Forbidden("no access rule for this route".to_owned()).into_response();
     };
+    if access.is_session() {
+        return crate::web::session::admit(&state, access, request, next).await;
+    }
     match admit(&state, access, &mut request).await {
         Ok(()) => next.run(request).await,
         Err(error) => error.into_response(),
@@ -150,6 +190,9 @@ async fn admit(state: &AppState, access: Access, request: &mut Request) -> Resul
         .and_then(|info| info.peer_certificates.first().cloned());
     match access {
         Access::Public => Ok(()),
+        Access::Session | Access::SessionAdmin => Err(ApiError::Forbidden(
+            "this console page needs a session: sign in at /login".to_owned(),
+        )),
         Access::Staff | Access::Admin => {
             let Some(token) = bearer else {
                 return Err(ApiError::Unauthorized(
@@ -246,7 +289,10 @@ fn bearer_token(request: &Request) -> Result<Option<Secret>, ApiError> {
     }
 }
 
-async fn staff_identity(state: &AppState, token: &Secret) -> Result<StaffIdentity, ApiError> {
+pub(crate) async fn staff_identity(
+    state: &AppState,
+    token: &Secret,
+) -> Result<StaffIdentity, ApiError> {
     const REFUSED: &str = "unknown or revoked token";
     if TokenKind::of(token.expose()) != Some(TokenKind::User) {
         return Err(ApiError::Unauthorized(REFUSED.to_owned()));

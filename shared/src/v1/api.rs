@@ -58,16 +58,20 @@ pub mod paths {
     pub const RUN: &str = "/api/v1/runs/{id}";
     pub const RUN_APPROVE: &str = "/api/v1/runs/{id}/approve";
     pub const RUN_DENY: &str = "/api/v1/runs/{id}/deny";
+    /// `GET` the OpenAPI 3.1 description of this API.
+    pub const OPENAPI: &str = "/api/v1/openapi.json";
 }
 
 /// Body of every error response: `{"error": "what is wrong"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: String,
 }
 
 /// Body of `GET /healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
 }
@@ -86,6 +90,7 @@ macro_rules! names {
     ($(#[$meta:meta])* $name:ident, $what:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 
@@ -207,6 +212,21 @@ impl Tier {
     }
 }
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Tier {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(3))
+            .description(Some("Escalation tier, 1 to 3"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Tier {}
+
 impl TryFrom<u8> for Tier {
     type Error = BadTier;
     fn try_from(value: u8) -> Result<Self, Self::Error> {
@@ -240,6 +260,7 @@ impl FromStr for Tier {
 /// its current client certificate in the TLS handshake, the collector keeps its machine id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollRequest {
     /// PKCS#10 certificate signing request, PEM. The key pair never leaves the agent.
     pub csr_pem: String,
@@ -251,12 +272,14 @@ pub struct EnrollRequest {
 /// certificate for a new key pair, same machine id. The old certificate stops working.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RenewRequest {
     pub csr_pem: String,
 }
 
 /// Answer to a successful enrollment or renewal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollResponse {
     pub machine_id: String,
     /// The agent's client certificate, PEM, signed by the collector's CA.
@@ -270,12 +293,14 @@ pub struct EnrollResponse {
     /// The keys the collector trusts to sign action catalogs. An agent enrolled without
     /// `--catalog-key` trusts these on first use and prints their fingerprints.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub catalog_keys: Vec<crate::v1::catalog::PublicKey>,
 }
 
 /// `POST /api/v1/agent/tickets` body (JSON, usually zstd-compressed with `Content-Encoding: zstd`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewTicket {
     pub description: String,
     #[serde(default = "default_urgency")]
@@ -286,6 +311,7 @@ pub struct NewTicket {
     /// The machine's state when the ticket was filed; absent when the agent's offline spool had
     /// to drop it to stay within its size bound.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub snapshot: Option<Snapshot>,
 }
 
@@ -295,6 +321,7 @@ fn default_urgency() -> Urgency {
 
 /// Answer to `POST /api/v1/agent/tickets`: the ticket number, also for a replayed idempotency key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TicketCreated {
     pub number: u64,
     /// False when the idempotency key had been seen and the existing ticket is returned.
@@ -303,6 +330,7 @@ pub struct TicketCreated {
 
 /// One row of the ticket queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TicketSummary {
     pub number: u64,
     pub machine_id: String,
@@ -323,6 +351,7 @@ pub struct TicketSummary {
 
 /// A technician's comment on a ticket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Comment {
     pub author: String,
     pub body: String,
@@ -332,15 +361,18 @@ pub struct Comment {
 
 /// A snapshot attached to a ticket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttachedSnapshot {
     pub id: u64,
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub snapshot: Snapshot,
 }
 
 /// `GET /api/v1/tickets/{n}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TicketDetail {
     #[serde(flatten)]
     pub summary: TicketSummary,
@@ -358,16 +390,37 @@ pub struct TicketDetail {
 /// Query of `GET /api/v1/tickets`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TicketFilter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TicketStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+    /// A user name; `""` finds unassigned tickets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    /// A ticket number (`12` or `#12`), a reference (`LL-7KQ2-M9XD`), or text found in the
+    /// description or the host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// Order of the answer; newest first when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<TicketSort>,
 }
+
+names!(
+    /// How a ticket list is ordered: newest first, highest priority first, or oldest first.
+    TicketSort, "sort order", { Newest => "newest", Priority => "priority", Age => "age" }
+);
 
 /// `PATCH /api/v1/tickets/{n}`: fields left out stay as they are. `assignee: ""` unassigns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TicketUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TicketStatus>,
@@ -391,12 +444,14 @@ impl TicketUpdate {
 /// `POST /api/v1/tickets/{n}/comments`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewComment {
     pub body: String,
 }
 
 /// An enrolled machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MachineSummary {
     pub id: String,
     pub hostname: String,
@@ -415,6 +470,7 @@ pub struct MachineSummary {
 
 /// `GET /api/v1/machines/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MachineDetail {
     #[serde(flatten)]
     pub summary: MachineSummary,
@@ -431,6 +487,7 @@ pub struct MachineDetail {
 
 /// One heartbeat as the collector received it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VitalsSample {
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
@@ -440,6 +497,7 @@ pub struct VitalsSample {
 /// `POST /api/v1/users`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewUser {
     pub name: String,
     pub role: Role,
@@ -447,6 +505,7 @@ pub struct NewUser {
 
 /// A technician or admin account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserSummary {
     pub name: String,
     pub role: Role,
@@ -458,6 +517,7 @@ pub struct UserSummary {
 
 /// Answer to `POST /api/v1/users`: the bearer token, shown this once and stored only as a hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserCreated {
     pub name: String,
     pub role: Role,
@@ -467,6 +527,7 @@ pub struct UserCreated {
 /// `POST /api/v1/enrollment-tokens`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewEnrollmentToken {
     /// Seconds until the token expires; never when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -478,6 +539,7 @@ pub struct NewEnrollmentToken {
 
 /// Answer to `POST /api/v1/enrollment-tokens`: the token, shown this once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollmentTokenCreated {
     pub token: String,
     #[serde(with = "time::serde::rfc3339::option")]
