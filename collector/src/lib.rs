@@ -10,11 +10,13 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod openapi;
 pub mod pki;
 pub mod secret;
 pub mod store;
 pub mod tls;
 pub mod wakeup;
+pub mod web;
 
 use std::future::Future;
 use std::sync::Arc;

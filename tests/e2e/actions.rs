@@ -120,17 +120,17 @@ fn assert_failure(out: &Output, what: &str, expected: &str) {
 
 /// A collector with a published catalog, a technician, a second admin, and an enrolled agent
 /// that pinned the catalog key and runs its service.
-struct Site {
-    collector: TestCollector,
+pub(crate) struct Site {
+    pub(crate) collector: TestCollector,
     keys: TempDir,
-    technician: String,
-    second_admin: String,
-    agent: TestAgent,
-    service: AgentService,
+    pub(crate) technician: String,
+    pub(crate) second_admin: String,
+    pub(crate) agent: TestAgent,
+    pub(crate) service: AgentService,
 }
 
 impl Site {
-    fn new() -> Site {
+    pub(crate) fn new() -> Site {
         let collector = TestCollector::spawn();
         let keys = tempfile::tempdir().unwrap();
         let keydir = keys.path().to_str().unwrap().to_owned();
@@ -197,7 +197,7 @@ impl Site {
             .collect()
     }
 
-    fn context(&self) -> String {
+    pub(crate) fn context(&self) -> String {
         format!(
             "--- collector log ---\n{}\n--- agent service log ---\n{}",
             self.collector.log(),

@@ -415,9 +415,19 @@ pub fn assert_success(out: &Output, what: &str) {
 pub struct Answer {
     pub status: u16,
     pub body: String,
+    /// Response headers, names in lower case.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Answer {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
@@ -467,6 +477,8 @@ impl Http {
             // A fresh connection per request: the server closes a connection whose request body
             // it refused to read, and a pooled POST must not land on such a connection.
             .max_idle_connections(0)
+            // Redirects (the console's) are answers to look at, not to follow.
+            .max_redirects(0)
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .new_agent();
@@ -509,8 +521,19 @@ impl Http {
         }
         let request = builder.body(body.unwrap_or_default().to_vec()).unwrap();
         let mut response = self.agent.run(request)?;
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
         Ok(Answer {
             status: response.status().as_u16(),
+            headers,
             body: response
                 .body_mut()
                 .with_config()
@@ -539,6 +562,28 @@ impl Http {
             &[("content-type", "application/json")],
             Some(&bytes),
         )
+    }
+
+    /// Signs in to the web console with a user token; returns the `Cookie` header value and the
+    /// session's CSRF token (read from the queue page's forms).
+    pub fn console_login(&self, token: &str) -> (String, String) {
+        let body = format!("token={token}");
+        let answer = self.request(
+            "POST",
+            "/login",
+            None,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            Some(body.as_bytes()),
+        );
+        assert_eq!(answer.status, 303, "sign-in refused: {}", answer.body);
+        let set_cookie = answer.header("set-cookie").expect("a session cookie");
+        let cookie = set_cookie.split(';').next().unwrap().to_owned();
+        let page = self.request("GET", "/", None, &[("cookie", &cookie)], None);
+        assert_eq!(page.status, 200, "{}", page.body);
+        let marker = "name=\"csrf\" value=\"";
+        let start = page.body.find(marker).expect("a CSRF field") + marker.len();
+        let csrf = page.body[start..].split('"').next().unwrap().to_owned();
+        (cookie, csrf)
     }
 
     /// Files a ticket as an agent (this client must carry an agent's certificate).

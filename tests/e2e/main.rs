@@ -25,3 +25,4 @@ mod collector_tls;
 mod desktop;
 mod harness;
 mod snapshot;
+mod web;

@@ -331,6 +331,7 @@ fn tickets(client: &ApiClient, out: &Printer, command: &TicketsCommand) -> Resul
             let filter = TicketFilter {
                 status: *status,
                 machine: machine.clone(),
+                ..TicketFilter::default()
             };
             let mut query = Vec::new();
             if let Some(s) = filter.status {

@@ -84,7 +84,9 @@ fn to_catalog_info(record: CatalogRecord) -> Result<CatalogInfo, ApiError> {
     })
 }
 
-async fn catalog_info(State(state): State<AppState>) -> Result<Json<CatalogInfo>, ApiError> {
+pub(crate) async fn catalog_info(
+    State(state): State<AppState>,
+) -> Result<Json<CatalogInfo>, ApiError> {
     let current = state.store.current_catalog().await?;
     current
         .map(to_catalog_info)
@@ -145,7 +147,9 @@ fn key_info(record: CatalogKeyRecord) -> Result<TrustedKeyInfo, ApiError> {
     })
 }
 
-async fn list_keys(State(state): State<AppState>) -> Result<Json<Vec<TrustedKeyInfo>>, ApiError> {
+pub(crate) async fn list_keys(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<TrustedKeyInfo>>, ApiError> {
     let records = state.store.catalog_keys().await?;
     records
         .into_iter()
@@ -337,7 +341,9 @@ fn needs_approval(risk: Risk, marked: bool) -> bool {
     risk == Risk::High || marked
 }
 
-async fn list_actions(State(state): State<AppState>) -> Result<Json<Vec<ActionInfo>>, ApiError> {
+pub(crate) async fn list_actions(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<ActionInfo>>, ApiError> {
     let stored = state.store.catalog_actions().await?;
     let mut out = Vec::with_capacity(stored.len());
     for s in &stored {
@@ -360,11 +366,7 @@ async fn list_actions(State(state): State<AppState>) -> Result<Json<Vec<ActionIn
             params: action
                 .params()
                 .iter()
-                .map(|(name, ty)| ParamInfo {
-                    name: name.to_string(),
-                    kind: ty.type_name().to_owned(),
-                    accepts: ty.describe(),
-                })
+                .map(|(name, ty)| ParamInfo::of(&name.to_string(), ty))
                 .collect(),
             timeout_secs: action.timeout_secs(),
             os: action.os().iter().map(|o| o.as_str().to_owned()).collect(),
@@ -439,7 +441,7 @@ fn check_reason(reason: Option<&str>) -> Result<Option<String>, ApiError> {
     Ok(Some(reason.to_owned()))
 }
 
-async fn create_run(
+pub(crate) async fn create_run(
     State(state): State<AppState>,
     Extension(staff): Extension<StaffIdentity>,
     headers: HeaderMap,
@@ -671,7 +673,7 @@ async fn decision_body(headers: &HeaderMap, body: Body) -> Result<Decision, ApiE
     }
 }
 
-async fn approve(
+pub(crate) async fn approve(
     State(state): State<AppState>,
     Extension(admin): Extension<StaffIdentity>,
     Path(id): Path<u64>,
@@ -682,7 +684,7 @@ async fn approve(
     decide(state, admin, id, true, decision).await
 }
 
-async fn deny(
+pub(crate) async fn deny(
     State(state): State<AppState>,
     Extension(admin): Extension<StaffIdentity>,
     Path(id): Path<u64>,

@@ -26,6 +26,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::audit;
 use crate::secret::{Secret, TokenHash, TokenKind, certificate_fingerprint};
+use crate::web::paths as console;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,18 @@ pub enum Access {
     Staff,
     /// An admin.
     Admin,
+    /// A technician or an admin signed in to the web console (session cookie; a form POST
+    /// must also carry the session's CSRF token). Refused callers are sent to `/login`.
+    Session,
+    /// An admin signed in to the web console.
+    SessionAdmin,
+}
+
+impl Access {
+    /// Whether this is a web console rule (session cookie, not bearer token).
+    pub fn is_session(self) -> bool {
+        matches!(self, Access::Session | Access::SessionAdmin)
+    }
 }
 
 /// One access rule: method, route template as registered in the router, who may call it.
@@ -98,6 +111,30 @@ pub const RULES: &[Rule] = &[
     rule("GET", paths::AUDIT, Access::Admin),
     rule("GET", paths::AUDIT_VERIFY, Access::Admin),
     rule("GET", paths::AGENT_TICKETS, Access::Agent),
+    rule("GET", paths::OPENAPI, Access::Public),
+    // The web console (crate::web).
+    rule("GET", console::LOGIN, Access::Public),
+    rule("POST", console::LOGIN, Access::Public),
+    rule("GET", console::STYLESHEET, Access::Public),
+    rule("POST", console::LOGOUT, Access::Session),
+    rule("GET", console::QUEUE, Access::Session),
+    rule("GET", console::TICKET, Access::Session),
+    rule("POST", console::TICKET_COMMENT, Access::Session),
+    rule("POST", console::TICKET_UPDATE, Access::Session),
+    rule("POST", console::TICKET_INSPECT, Access::Session),
+    rule("POST", console::TICKET_RUN, Access::Session),
+    rule("GET", console::RUN, Access::Session),
+    rule("GET", console::MACHINES, Access::Session),
+    rule("GET", console::MACHINE, Access::Session),
+    rule("GET", console::APPROVALS, Access::SessionAdmin),
+    rule("POST", console::APPROVE, Access::SessionAdmin),
+    rule("POST", console::DENY, Access::SessionAdmin),
+    rule("GET", console::USERS, Access::SessionAdmin),
+    rule("POST", console::USERS, Access::SessionAdmin),
+    rule("POST", console::USER_REVOKE, Access::SessionAdmin),
+    rule("GET", console::ADMIN_MACHINES, Access::SessionAdmin),
+    rule("POST", console::MACHINE_REVOKE, Access::SessionAdmin),
+    rule("GET", console::CATALOG, Access::SessionAdmin),
 ];
 
 fn access_for(method: &Method, path: &str) -> Option<Access> {
@@ -141,6 +178,9 @@ pub async fn authorize(
         tracing::error!(method = %request.method(), route = %path, "route has no access rule");
         return ApiError::Forbidden("no access rule for this route".to_owned()).into_response();
     };
+    if access.is_session() {
+        return crate::web::session::admit(&state, access, request, next).await;
+    }
     let route = format!("{} {path}", request.method());
     match admit(&state, access, &route, &mut request).await {
         Ok(()) => next.run(request).await,
@@ -170,6 +210,9 @@ async fn admit(
         .and_then(|info| info.peer_certificates.first().cloned());
     match access {
         Access::Public => Ok(()),
+        Access::Session | Access::SessionAdmin => Err(ApiError::Forbidden(
+            "this console page needs a session: sign in at /login".to_owned(),
+        )),
         Access::Staff | Access::Admin => {
             let Some(token) = bearer else {
                 return Err(ApiError::Unauthorized(
@@ -283,7 +326,7 @@ fn bearer_token(request: &Request) -> Result<Option<Secret>, ApiError> {
     }
 }
 
-async fn staff_identity(
+pub(crate) async fn staff_identity(
     state: &AppState,
     route: &str,
     token: &Secret,

@@ -44,7 +44,7 @@ async fn list_machines(
 const VITALS_SHOWN: u32 = 60;
 
 /// Adds what depends on "now" and the heartbeat history to a machine's detail.
-async fn with_live_state(
+pub(crate) async fn with_live_state(
     state: &AppState,
     mut machine: MachineDetail,
 ) -> Result<MachineDetail, ApiError> {
@@ -131,7 +131,7 @@ async fn approve_machine(
     find(&state, &id).await
 }
 
-async fn revoke_machine(
+pub(crate) async fn revoke_machine(
     State(state): State<AppState>,
     Extension(admin): Extension<StaffIdentity>,
     Path(id): Path<String>,

@@ -57,12 +57,18 @@ pub fn router(state: AppState) -> Router {
         .merge(actions::routes())
         .merge(audit::routes())
         .merge(agent_tickets::routes())
+        .merge(crate::web::routes())
+        .route(
+            lifeline_shared::v1::api::paths::OPENAPI,
+            axum::routing::get(crate::openapi::serve),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authorize,
         ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(crate::web::security_headers))
         .layer(middleware::from_fn(track))
         .with_state(state)
 }

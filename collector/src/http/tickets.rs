@@ -160,7 +160,7 @@ async fn show_ticket(
     ticket_detail(&state, n).await
 }
 
-async fn update_ticket(
+pub(crate) async fn update_ticket(
     State(state): State<AppState>,
     Extension(staff): Extension<StaffIdentity>,
     path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
@@ -194,7 +194,7 @@ async fn update_ticket(
     ticket_detail(&state, n).await
 }
 
-async fn add_comment(
+pub(crate) async fn add_comment(
     State(state): State<AppState>,
     Extension(staff): Extension<StaffIdentity>,
     path: Result<Path<u64>, axum::extract::rejection::PathRejection>,

@@ -49,7 +49,7 @@ async fn list_users(State(state): State<AppState>) -> Result<Json<Vec<UserSummar
     Ok(Json(state.store.list_users().await?))
 }
 
-async fn add_user(
+pub(crate) async fn add_user(
     State(state): State<AppState>,
     Extension(admin): Extension<StaffIdentity>,
     headers: HeaderMap,
@@ -79,7 +79,7 @@ async fn add_user(
     }))
 }
 
-async fn revoke_user(
+pub(crate) async fn revoke_user(
     State(state): State<AppState>,
     Extension(admin): Extension<StaffIdentity>,
     Path(name): Path<String>,

@@ -199,7 +199,7 @@ async fn not_open(state: &AppState, machine_id: &str, id: u64) -> ApiError {
     }
 }
 
-async fn inspect(
+pub(crate) async fn inspect(
     State(state): State<AppState>,
     Extension(staff): Extension<StaffIdentity>,
     Path(key): Path<String>,

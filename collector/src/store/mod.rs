@@ -12,7 +12,7 @@ use std::pin::Pin;
 use lifeline_shared::findings::{Finding, Severity};
 use lifeline_shared::v1::api::{
     MachineDetail, MachineStatus, MachineSummary, MachineTicket, Role, TicketDetail, TicketFilter,
-    TicketSummary, TicketUpdate, Urgency, UserSummary,
+    TicketStatus, TicketSummary, TicketUpdate, Urgency, UserSummary,
 };
 use lifeline_shared::v1::audit::AuditEntry;
 use time::OffsetDateTime;
@@ -305,6 +305,30 @@ pub struct AuditFilter {
     pub limit: u32,
 }
 
+/// A web console session to start (see `crate::web::session`).
+#[derive(Debug, Clone)]
+pub struct NewWebSession {
+    /// SHA-256 of the random session id in the cookie; the id itself is never stored.
+    pub id_hash: TokenHash,
+    pub user: String,
+    pub csrf_token: String,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// A stored web console session with its user's current standing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSessionRecord {
+    pub user: String,
+    /// The user's role now (a role change applies to open sessions at once).
+    pub role: Role,
+    pub user_revoked: bool,
+    pub csrf_token: String,
+    pub created_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
 /// The storage interface of the collector.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Whether any admin exists (false on a fresh database).
@@ -529,4 +553,35 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         machine_id: &'a str,
         limit: u32,
     ) -> StoreFuture<'a, Vec<MachineTicket>>;
+
+    /// Starts a web console session.
+    fn create_web_session<'a>(&'a self, session: &'a NewWebSession) -> StoreFuture<'a, ()>;
+    /// The session whose id hashes to `id_hash`; `None` when unknown (expiry is the caller's).
+    fn web_session<'a>(
+        &'a self,
+        id_hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<WebSessionRecord>>;
+    /// Records that the session was used at `now` (its idle timeout starts again).
+    fn touch_web_session<'a>(
+        &'a self,
+        id_hash: &'a TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, ()>;
+    /// Ends a session; false when there was none.
+    fn delete_web_session<'a>(&'a self, id_hash: &'a TokenHash) -> StoreFuture<'a, bool>;
+    /// Deletes sessions past their absolute end at `now` or unused since `idle_before`;
+    /// returns how many.
+    fn delete_stale_web_sessions(
+        &self,
+        now: OffsetDateTime,
+        idle_before: OffsetDateTime,
+    ) -> StoreFuture<'_, u64>;
+    /// How many tickets have each status (statuses without tickets are left out).
+    fn ticket_status_counts(&self) -> StoreFuture<'_, Vec<(TicketStatus, u64)>>;
+    /// The newest snapshot a machine sent (with a ticket or as a live inspection): when it was
+    /// received, and the document as JSON.
+    fn latest_snapshot<'a>(
+        &'a self,
+        machine_id: &'a str,
+    ) -> StoreFuture<'a, Option<(OffsetDateTime, String)>>;
 }

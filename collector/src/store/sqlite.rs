@@ -27,9 +27,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     AuditFilter, CatalogKeyRecord, CatalogRecord, Enrollment, EnrollmentRefusal, MachineRecord,
-    NewAuditEntry, NewCatalog, NewRunRecord, PublishOutcome, RUN_REPORT_GRACE_SECS,
+    NewAuditEntry, NewCatalog, NewRunRecord, NewWebSession, PublishOutcome, RUN_REPORT_GRACE_SECS,
     RUN_SILENT_AGENT, RecordedTicket, RunFilter, RunFinish, RunRecord, Store, StoreError,
-    StoreFuture, StoredAction, TicketRecord, UserRecord, VITALS_HISTORY, WorkOutcome, WorkRecord,
+    StoreFuture, StoredAction, TicketRecord, UserRecord, VITALS_HISTORY, WebSessionRecord,
+    WorkOutcome, WorkRecord,
 };
 use crate::secret::TokenHash;
 
@@ -187,6 +188,24 @@ fn ticket_summary(row: &SqliteRow) -> Result<TicketSummary, StoreError> {
         created_at: from_millis(row.try_get("created_at")?)?,
         updated_at: from_millis(row.try_get("updated_at")?)?,
     })
+}
+
+/// The idempotency-key prefix (10 hex digits) a ticket reference like `LL-7KQ2-M9XD` encodes:
+/// the reference is the key's first 40 bits in Crockford base32 (see the agent's spool).
+fn reference_key_prefix(reference: &str) -> Option<String> {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let upper = reference.to_ascii_uppercase();
+    let rest = upper.strip_prefix("LL-")?;
+    let chars: Vec<u8> = rest.bytes().filter(|b| *b != b'-').collect();
+    if chars.len() != 8 || rest.len() != 9 || rest.as_bytes()[4] != b'-' {
+        return None;
+    }
+    let mut bits: u64 = 0;
+    for c in chars {
+        let value = ALPHABET.iter().position(|a| *a == c)?;
+        bits = (bits << 5) | value as u64;
+    }
+    Some(format!("{bits:010x}"))
 }
 
 fn parse_severity(text: &str) -> Result<Severity, StoreError> {
@@ -748,8 +767,8 @@ impl Store for SqliteStore {
             let revoked_at = opt_from_millis(row.try_get("revoked_at")?)?;
             let tickets = self
                 .list_tickets(&TicketFilter {
-                    status: None,
                     machine: Some(id.to_owned()),
+                    ..TicketFilter::default()
                 })
                 .await?;
             Ok(Some(MachineDetail {
@@ -829,16 +848,41 @@ impl Store for SqliteStore {
 
     fn list_tickets<'a>(&'a self, filter: &'a TicketFilter) -> StoreFuture<'a, Vec<TicketSummary>> {
         Box::pin(async move {
+            // Search: a ticket number (`12`, `#12`), a reference (`LL-7KQ2-M9XD`, matched on the
+            // idempotency key it encodes), or text in the description or host name.
+            let search = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+            let search_number = search
+                .and_then(|q| q.trim_start_matches('#').parse::<i64>().ok())
+                .unwrap_or(-1);
+            let search_key_prefix = search
+                .and_then(reference_key_prefix)
+                .map_or_else(|| "-".to_owned(), |prefix| format!("{prefix}%"));
             let rows = sqlx::query(concat!(
                 "SELECT ",
                 ticket_columns!(),
                 " FROM tickets t JOIN machines m ON m.id = t.machine_id \
                  WHERE ($1 IS NULL OR t.status = $1) AND ($2 IS NULL OR t.machine_id = $2 \
                     OR m.hostname = $2) \
-                 ORDER BY t.number DESC"
+                   AND ($3 IS NULL OR t.priority = $3) AND ($4 IS NULL OR t.tier = $4) \
+                   AND ($5 IS NULL OR ($5 = '' AND t.assignee IS NULL) OR t.assignee = $5) \
+                   AND ($6 IS NULL OR t.number = $7 OR t.idempotency_key LIKE $8 \
+                        OR instr(lower(t.description), lower($6)) > 0 \
+                        OR instr(lower(m.hostname), lower($6)) > 0) \
+                 ORDER BY \
+                   CASE WHEN $9 = 'priority' THEN (CASE t.priority WHEN 'critical' THEN 4 \
+                        WHEN 'high' THEN 3 WHEN 'normal' THEN 2 ELSE 1 END) ELSE 0 END DESC, \
+                   CASE WHEN $9 = 'age' THEN t.number ELSE 0 END ASC, \
+                   t.number DESC"
             ))
             .bind(filter.status.map(|s| s.as_str()))
             .bind(filter.machine.as_deref())
+            .bind(filter.priority.map(|p| p.as_str()))
+            .bind(filter.tier.map(|t| i64::from(t.get())))
+            .bind(filter.assignee.as_deref())
+            .bind(search)
+            .bind(search_number)
+            .bind(search_key_prefix)
+            .bind(filter.sort.map(|s| s.as_str()))
             .fetch_all(&self.pool)
             .await?;
             rows.iter().map(ticket_summary).collect()
@@ -1622,6 +1666,131 @@ impl Store for SqliteStore {
             Ok(tickets)
         })
     }
+
+    fn create_web_session<'a>(&'a self, session: &'a NewWebSession) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO web_sessions (id_hash, user_name, csrf_token, created_at, \
+                    last_seen_at, expires_at) VALUES ($1, $2, $3, $4, $4, $5)",
+            )
+            .bind(session.id_hash.as_str())
+            .bind(&session.user)
+            .bind(&session.csrf_token)
+            .bind(millis(session.created_at))
+            .bind(millis(session.expires_at))
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn web_session<'a>(
+        &'a self,
+        id_hash: &'a TokenHash,
+    ) -> StoreFuture<'a, Option<WebSessionRecord>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT s.user_name, u.role, u.revoked_at, s.csrf_token, s.created_at, \
+                    s.last_seen_at, s.expires_at \
+                 FROM web_sessions s JOIN users u ON u.name = s.user_name WHERE s.id_hash = $1",
+            )
+            .bind(id_hash.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+            Ok(Some(WebSessionRecord {
+                user: row.try_get("user_name")?,
+                role: parse::<Role>(row.try_get("role")?)?,
+                user_revoked: revoked_at.is_some(),
+                csrf_token: row.try_get("csrf_token")?,
+                created_at: from_millis(row.try_get("created_at")?)?,
+                last_seen_at: from_millis(row.try_get("last_seen_at")?)?,
+                expires_at: from_millis(row.try_get("expires_at")?)?,
+            }))
+        })
+    }
+
+    fn touch_web_session<'a>(
+        &'a self,
+        id_hash: &'a TokenHash,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query("UPDATE web_sessions SET last_seen_at = $1 WHERE id_hash = $2")
+                .bind(millis(now))
+                .bind(id_hash.as_str())
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn delete_web_session<'a>(&'a self, id_hash: &'a TokenHash) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let done = sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
+                .bind(id_hash.as_str())
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn delete_stale_web_sessions(
+        &self,
+        now: OffsetDateTime,
+        idle_before: OffsetDateTime,
+    ) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            let done =
+                sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1 OR last_seen_at < $2")
+                    .bind(millis(now))
+                    .bind(millis(idle_before))
+                    .execute(&self.pool)
+                    .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    fn ticket_status_counts(&self) -> StoreFuture<'_, Vec<(TicketStatus, u64)>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM tickets GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+            let mut counts = rows
+                .iter()
+                .map(|r| {
+                    Ok((
+                        parse::<TicketStatus>(r.try_get("status")?)?,
+                        to_u64(r.try_get("n")?)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            counts.sort_by_key(|(status, _)| *status);
+            Ok(counts)
+        })
+    }
+
+    fn latest_snapshot<'a>(
+        &'a self,
+        machine_id: &'a str,
+    ) -> StoreFuture<'a, Option<(OffsetDateTime, String)>> {
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT at, document FROM ( \
+                   SELECT received_at AS at, document FROM snapshots WHERE machine_id = $1 \
+                   UNION ALL \
+                   SELECT finished_at AS at, snapshot AS document FROM work \
+                   WHERE machine_id = $1 AND snapshot IS NOT NULL AND finished_at IS NOT NULL) \
+                 ORDER BY at DESC LIMIT 1",
+            )
+            .bind(machine_id)
+            .fetch_optional(&self.pool)
+            .await?;
+            row.map(|r| Ok((from_millis(r.try_get("at")?)?, r.try_get("document")?)))
+                .transpose()
+        })
+    }
 }
 
 /// An audit row, read so that tampering cannot make listing or verification fail: a column
@@ -1951,6 +2120,7 @@ async fn load_work(pool: &SqlitePool, id: u64) -> Result<Option<WorkRecord>, Sto
 mod tests {
     use super::*;
     use crate::secret::{Secret, TokenHash};
+    use lifeline_shared::v1::api::TicketSort;
 
     fn at(secs: i64) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(secs).unwrap()
@@ -2045,6 +2215,60 @@ mod tests {
             Err(EnrollmentRefusal::Unknown)
         );
         assert_eq!(store.count_active_machines().await.unwrap(), 1);
+    }
+
+    #[test]
+    fn references_decode_to_the_idempotency_key_prefix_they_encode() {
+        // 0x0123456789 in Crockford base32, as the agent's spool writes it.
+        assert_eq!(
+            reference_key_prefix("LL-04HM-ASW9").as_deref(),
+            Some("0123456789")
+        );
+        assert_eq!(
+            reference_key_prefix("ll-04hm-asw9").as_deref(),
+            Some("0123456789")
+        );
+        assert_eq!(reference_key_prefix("LL-04HM-ASWU"), None);
+        assert_eq!(reference_key_prefix("12"), None);
+    }
+
+    #[tokio::test]
+    async fn the_queue_filters_searches_and_sorts() {
+        let (_dir, store) = store_with_machine().await;
+        let mut low = ticket("0123456789abcdef0123456789abcdef");
+        low.description = "Printer jams".into();
+        low.worst_finding = None;
+        store.record_ticket(&low, at(1_100)).await.unwrap();
+        store.record_ticket(&ticket("k2"), at(1_200)).await.unwrap();
+        let numbers = |list: Vec<TicketSummary>| list.iter().map(|t| t.number).collect::<Vec<_>>();
+        let find = |filter: TicketFilter| {
+            let store = &store;
+            async move { numbers(store.list_tickets(&filter).await.unwrap()) }
+        };
+        assert_eq!(find(TicketFilter::default()).await, [2, 1]);
+        let q = |text: &str| TicketFilter {
+            q: Some(text.into()),
+            ..TicketFilter::default()
+        };
+        assert_eq!(find(q("printer")).await, [1]);
+        assert_eq!(find(q("#2")).await, [2]);
+        assert_eq!(find(q("LL-04HM-ASW9")).await, [1]);
+        assert_eq!(find(q("nothing like it")).await, Vec::<u64>::new());
+        let sorted = |sort| TicketFilter {
+            sort: Some(sort),
+            ..TicketFilter::default()
+        };
+        assert_eq!(find(sorted(TicketSort::Age)).await, [1, 2]);
+        assert_eq!(find(sorted(TicketSort::Priority)).await, [2, 1]);
+        let high = TicketFilter {
+            priority: Some(Priority::High),
+            assignee: Some(String::new()),
+            tier: Some(Tier::FIRST),
+            ..TicketFilter::default()
+        };
+        assert_eq!(find(high).await, [2]);
+        let counts = store.ticket_status_counts().await.unwrap();
+        assert_eq!(counts, [(TicketStatus::New, 2)]);
     }
 
     #[tokio::test]

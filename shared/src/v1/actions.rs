@@ -33,10 +33,12 @@ pub const RUN_TTL_SECS: i64 = 60 * 60;
 
 /// `GET /api/v1/catalog`: the published catalog, when there is one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CatalogInfo {
     pub version: u64,
     /// SHA-256 of the catalog's canonical encoding.
     pub digest: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub key_id: KeyId,
     pub actions: u64,
     pub published_by: String,
@@ -46,6 +48,7 @@ pub struct CatalogInfo {
 
 /// Answer to `POST /api/v1/catalog`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Published {
     pub catalog: CatalogInfo,
     /// False when exactly this catalog was already published (publishing is idempotent).
@@ -55,18 +58,22 @@ pub struct Published {
 /// `POST /api/v1/catalog/keys`: trust a key to publish catalogs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrustKey {
     /// The `lifeline-catalog.pub` file's text.
     pub public_key: String,
     /// An already-trusted key's endorsement of this key: relayed to agents, which accept a new
     /// key only that way once they have pinned one.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub endorsement: Option<KeyEndorsement>,
 }
 
 /// A key the collector trusts to publish catalogs (`GET /api/v1/catalog/keys`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrustedKeyInfo {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub key_id: KeyId,
     /// The `lifeline-catalog.pub` text.
     pub public_key: String,
@@ -74,11 +81,13 @@ pub struct TrustedKeyInfo {
     #[serde(with = "time::serde::rfc3339")]
     pub added_at: OffsetDateTime,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub endorsed_by: Option<KeyId>,
 }
 
 /// One parameter of an action, for forms and `actions list`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ParamInfo {
     pub name: String,
     /// `enum`, `integer`, `string`, `unit` or `pid`.
@@ -86,10 +95,48 @@ pub struct ParamInfo {
     pub kind: String,
     /// What values fit, in words: `one of: loud, quiet`, `50 to 4096`, ...
     pub accepts: String,
+    /// The values of an `enum`, in catalog order (empty for other types).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+    /// Smallest and largest value of an `integer` or `pid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<i64>,
+    /// Longest `string`, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_len: Option<u64>,
+}
+
+impl ParamInfo {
+    /// The description of a catalog parameter.
+    pub fn of(name: &str, ty: &crate::v1::catalog::ParamType) -> ParamInfo {
+        use crate::v1::catalog::{PID_MAX, ParamType};
+        let mut info = ParamInfo {
+            name: name.to_owned(),
+            kind: ty.type_name().to_owned(),
+            accepts: ty.describe(),
+            values: Vec::new(),
+            min: None,
+            max: None,
+            max_len: None,
+        };
+        match ty {
+            ParamType::Enum { values } => info.values = values.clone(),
+            ParamType::Integer { min, max } => (info.min, info.max) = (Some(*min), Some(*max)),
+            ParamType::Pid => (info.min, info.max) = (Some(1), Some(i64::from(PID_MAX))),
+            ParamType::String { max_len, .. } => {
+                info.max_len = Some(u64::try_from(*max_len).unwrap_or(u64::MAX));
+            }
+            ParamType::Unit => {}
+        }
+        info
+    }
 }
 
 /// An action of the published catalog (`GET /api/v1/actions`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ActionInfo {
     pub id: String,
     pub title: String,
@@ -108,6 +155,7 @@ pub struct ActionInfo {
 /// for actions below high risk; high-risk actions always need it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApprovalSetting {
     pub required: bool,
 }
@@ -115,6 +163,7 @@ pub struct ApprovalSetting {
 /// `POST /api/v1/runs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewRun {
     pub action: String,
     /// Machine id or host name.
@@ -133,6 +182,7 @@ pub struct NewRun {
 /// `POST /api/v1/runs/{id}/approve` and `/deny`. A denial needs a reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Decision {
     #[serde(default)]
     pub reason: Option<String>,
@@ -187,6 +237,7 @@ names!(
 /// `POST /api/v1/agent/work/{id}/progress` body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkProgress {
     pub stage: RunStage,
 }
@@ -194,6 +245,7 @@ pub struct WorkProgress {
 /// The after-action check: findings of the rechecked sections right before and after the run,
 /// as the collector computed them from the agent's snapshots.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Recheck {
     pub sections: Vec<String>,
     pub before: Vec<Finding>,
@@ -218,6 +270,7 @@ impl Recheck {
 
 /// A run as technicians and admins see it (`GET /api/v1/runs/{id}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunStatus {
     /// The request number people use (`approve 7`).
     pub id: u64,

@@ -62,16 +62,20 @@ pub mod paths {
     pub const AUDIT: &str = "/api/v1/audit";
     /// `GET` the collector's own verification of the audit chain: `?head=HASH`.
     pub const AUDIT_VERIFY: &str = "/api/v1/audit/verify";
+    /// `GET` the OpenAPI 3.1 description of this API.
+    pub const OPENAPI: &str = "/api/v1/openapi.json";
 }
 
 /// Body of every error response: `{"error": "what is wrong"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: String,
 }
 
 /// Body of `GET /healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
 }
@@ -90,6 +94,7 @@ macro_rules! names {
     ($(#[$meta:meta])* $name:ident, $what:literal, { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 
@@ -211,6 +216,21 @@ impl Tier {
     }
 }
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Tier {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(3))
+            .description(Some("Escalation tier, 1 to 3"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Tier {}
+
 impl TryFrom<u8> for Tier {
     type Error = BadTier;
     fn try_from(value: u8) -> Result<Self, Self::Error> {
@@ -244,6 +264,7 @@ impl FromStr for Tier {
 /// its current client certificate in the TLS handshake, the collector keeps its machine id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollRequest {
     /// PKCS#10 certificate signing request, PEM. The key pair never leaves the agent.
     pub csr_pem: String,
@@ -255,12 +276,14 @@ pub struct EnrollRequest {
 /// certificate for a new key pair, same machine id. The old certificate stops working.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RenewRequest {
     pub csr_pem: String,
 }
 
 /// Answer to a successful enrollment or renewal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollResponse {
     pub machine_id: String,
     /// The agent's client certificate, PEM, signed by the collector's CA.
@@ -274,12 +297,14 @@ pub struct EnrollResponse {
     /// The keys the collector trusts to sign action catalogs. An agent enrolled without
     /// `--catalog-key` trusts these on first use and prints their fingerprints.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub catalog_keys: Vec<crate::v1::catalog::PublicKey>,
 }
 
 /// `POST /api/v1/agent/tickets` body (JSON, usually zstd-compressed with `Content-Encoding: zstd`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewTicket {
     pub description: String,
     #[serde(default = "default_urgency")]
@@ -290,6 +315,7 @@ pub struct NewTicket {
     /// The machine's state when the ticket was filed; absent when the agent's offline spool had
     /// to drop it to stay within its size bound.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub snapshot: Option<Snapshot>,
 }
 
@@ -299,6 +325,7 @@ fn default_urgency() -> Urgency {
 
 /// Answer to `POST /api/v1/agent/tickets`: the ticket number, also for a replayed idempotency key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TicketCreated {
     pub number: u64,
     /// False when the idempotency key had been seen and the existing ticket is returned.
@@ -307,6 +334,7 @@ pub struct TicketCreated {
 
 /// One row of the ticket queue.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TicketSummary {
     pub number: u64,
     pub machine_id: String,
@@ -327,6 +355,7 @@ pub struct TicketSummary {
 
 /// A technician's comment on a ticket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Comment {
     pub author: String,
     pub body: String,
@@ -340,15 +369,18 @@ pub struct Comment {
 
 /// A snapshot attached to a ticket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttachedSnapshot {
     pub id: u64,
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub snapshot: Snapshot,
 }
 
 /// `GET /api/v1/tickets/{n}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TicketDetail {
     #[serde(flatten)]
     pub summary: TicketSummary,
@@ -366,16 +398,37 @@ pub struct TicketDetail {
 /// Query of `GET /api/v1/tickets`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TicketFilter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TicketStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<Priority>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+    /// A user name; `""` finds unassigned tickets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    /// A ticket number (`12` or `#12`), a reference (`LL-7KQ2-M9XD`), or text found in the
+    /// description or the host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// Order of the answer; newest first when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<TicketSort>,
 }
+
+names!(
+    /// How a ticket list is ordered: newest first, highest priority first, or oldest first.
+    TicketSort, "sort order", { Newest => "newest", Priority => "priority", Age => "age" }
+);
 
 /// `PATCH /api/v1/tickets/{n}`: fields left out stay as they are. `assignee: ""` unassigns.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TicketUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TicketStatus>,
@@ -399,6 +452,7 @@ impl TicketUpdate {
 /// `POST /api/v1/tickets/{n}/comments`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewComment {
     pub body: String,
     /// Shown to the end user who filed the ticket; internal when absent or false.
@@ -408,6 +462,7 @@ pub struct NewComment {
 
 /// An enrolled machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MachineSummary {
     pub id: String,
     pub hostname: String,
@@ -426,6 +481,7 @@ pub struct MachineSummary {
 
 /// `GET /api/v1/machines/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MachineDetail {
     #[serde(flatten)]
     pub summary: MachineSummary,
@@ -442,6 +498,7 @@ pub struct MachineDetail {
 
 /// One heartbeat as the collector received it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VitalsSample {
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
@@ -451,6 +508,7 @@ pub struct VitalsSample {
 /// `POST /api/v1/users`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewUser {
     pub name: String,
     pub role: Role,
@@ -458,6 +516,7 @@ pub struct NewUser {
 
 /// A technician or admin account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserSummary {
     pub name: String,
     pub role: Role,
@@ -469,6 +528,7 @@ pub struct UserSummary {
 
 /// Answer to `POST /api/v1/users`: the bearer token, shown this once and stored only as a hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserCreated {
     pub name: String,
     pub role: Role,
@@ -478,6 +538,7 @@ pub struct UserCreated {
 /// `POST /api/v1/enrollment-tokens`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewEnrollmentToken {
     /// Seconds until the token expires; never when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -489,6 +550,7 @@ pub struct NewEnrollmentToken {
 
 /// Answer to `POST /api/v1/enrollment-tokens`: the token, shown this once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollmentTokenCreated {
     pub token: String,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -502,6 +564,7 @@ pub const MACHINE_TICKETS_LIMIT: u32 = 20;
 /// One of the calling machine's tickets as its end user sees it (`GET /api/v1/agent/tickets`):
 /// status and the technicians' public replies, nothing internal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MachineTicket {
     pub number: u64,
     pub description: String,
@@ -516,6 +579,7 @@ pub struct MachineTicket {
 
 /// A technician's public reply to an end user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reply {
     pub author: String,
     pub body: String,

@@ -31,6 +31,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// One audit log entry as stored, listed and exported (one JSON object per line in
 /// `audit export --format jsonl`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// 1, 2, 3, ... in the order the entries were appended.
     pub seq: u64,
@@ -45,6 +46,7 @@ pub struct AuditEntry {
     #[serde(default)]
     pub subject: Option<String>,
     /// Event details (a JSON object).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub detail: serde_json::Value,
     pub prev_hash: String,
     pub hash: String,
@@ -193,6 +195,7 @@ pub const LIST_LIMIT_DEFAULT: u32 = 100;
 /// Body of `GET /api/v1/audit/verify`: the collector's own verification of its log. A client
 /// that does not trust the collector verifies the entries itself instead (`audit verify`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChainReport {
     pub intact: bool,
     /// Entries in the intact chain, or read before the verdict.
@@ -245,6 +248,7 @@ pub struct ChainSummary {
 
 /// The first problem [`ChainVerifier`] found. `Display` says it in plain words, naming the entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ChainBreak {
     /// The entry's hash does not match its content, and the content belongs at no other

@@ -223,6 +223,7 @@ impl<'de> Deserialize<'de> for ActionId {
 /// How much damage a mistaken run can do. Ordered: `Low < Medium < High`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Risk {
     /// Read-only or trivially undone.
     Low,

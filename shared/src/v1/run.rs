@@ -54,6 +54,7 @@ pub struct RunRequest {
 
 /// The agent's answer to a [`RunRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunOutcome {
     pub run_id: String,
     pub result: RunResult,
@@ -63,6 +64,7 @@ pub struct RunOutcome {
 /// `{"status": "finished", "exit_code": 0, ...}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RunResult {
     /// Nothing ran (or the program could not be started); `reason` says why.
     Refused { reason: String },

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// One heartbeat's figures.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Vitals {
     /// Average CPU use since the previous heartbeat, 0–100.
     pub cpu_percent: f32,
@@ -22,6 +23,7 @@ pub struct Vitals {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DiskUse {
     pub mount_point: String,
     pub used_percent: f32,

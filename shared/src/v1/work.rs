@@ -22,12 +22,14 @@ pub const OFFLINE_AFTER_SECS: i64 = 150;
 
 /// `POST /api/v1/agent/heartbeat` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
     pub vitals: Vitals,
 }
 
 /// Answer to a heartbeat: the collector's clock, so the agent can report its clock offset.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HeartbeatAck {
     #[serde(with = "time::serde::rfc3339")]
     pub server_time: OffsetDateTime,
@@ -35,11 +37,13 @@ pub struct HeartbeatAck {
 
 /// Answer to the long-poll: zero or more work items.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkBatch {
     pub items: Vec<WorkItem>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkItem {
     pub id: u64,
     pub kind: WorkKind,
@@ -48,11 +52,15 @@ pub struct WorkItem {
 /// What to do. An agent that does not know a kind reports it as unsupported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum WorkKind {
     /// Take a fresh snapshot and send it back.
     Inspect,
     /// Check and run a signed action (see [`crate::v1::run`]); answer with [`WorkResult::Run`].
-    Run { request: Box<RunRequest> },
+    Run {
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+        request: Box<RunRequest>,
+    },
     #[serde(other)]
     Unsupported,
 }
@@ -60,8 +68,10 @@ pub enum WorkKind {
 /// `POST /api/v1/agent/work/{id}/result` body (JSON, usually zstd-compressed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum WorkResult {
     Snapshot {
+        #[cfg_attr(feature = "openapi", schema(value_type = Object))]
         snapshot: Box<Snapshot>,
     },
     Failed {
@@ -72,8 +82,10 @@ pub enum WorkResult {
     Run {
         run: RunOutcome,
         #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
         before: Option<Box<Snapshot>>,
         #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
         after: Option<Box<Snapshot>>,
     },
 }
@@ -81,6 +93,7 @@ pub enum WorkResult {
 /// `POST /api/v1/machines/{machine}/inspect` body.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InspectRequest {
     /// Attach the snapshot to this ticket when it arrives.
     #[serde(default)]
@@ -90,6 +103,7 @@ pub struct InspectRequest {
 /// Where a piece of work stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum WorkState {
     Queued,
     Delivered,
@@ -132,6 +146,7 @@ impl WorkState {
 
 /// `GET /api/v1/work/{id}` answer (also returned when an inspection is queued).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkStatus {
     pub id: u64,
     pub machine_id: String,
@@ -151,6 +166,7 @@ pub struct WorkStatus {
     #[serde(default)]
     pub error: Option<String>,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub snapshot: Option<Box<Snapshot>>,
 }
 

@@ -1,0 +1,381 @@
+//! Admin pages: the approval queue, users and their tokens, enrolled machines, the catalog.
+//!
+//! Every change is the API handler's (`http::actions`, `http::users`, `http::machines`), so
+//! "nobody approves their own request", "nobody revokes themselves" and the audit events hold
+//! here exactly as on the API.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form, Json};
+use lifeline_shared::v1::actions::Decision;
+use lifeline_shared::v1::api::{NewUser, Role};
+use serde::Deserialize;
+
+use super::runs::RunView;
+use super::{Choice, label};
+use crate::http::actions::run_status_of;
+use crate::http::error::ApiError;
+use crate::http::work::is_online;
+use crate::http::{AppState, actions, machines as api_machines, users as api_users};
+use crate::store::RunFilter;
+use crate::web::session::ConsoleUser;
+use crate::web::{Nav, PageError, ago, form, json_body, non_empty, paths, render, when};
+
+#[derive(Template)]
+#[template(path = "admin_approvals.html")]
+struct ApprovalsPage {
+    nav: Nav,
+    requests: Vec<RunView>,
+}
+
+/// `GET /admin/approvals`: run requests waiting for an admin.
+pub async fn approvals(
+    State(state): State<AppState>,
+    Extension(user): Extension<ConsoleUser>,
+) -> Result<Response, PageError> {
+    let now = state.clock.now();
+    let records = state
+        .store
+        .runs(
+            &RunFilter {
+                awaiting_approval: true,
+                limit: 500,
+                ..RunFilter::default()
+            },
+            now,
+        )
+        .await?;
+    let mut requests = Vec::with_capacity(records.len());
+    for record in records {
+        requests.push(RunView::of(&run_status_of(&state, record, now).await?));
+    }
+    Ok(render(
+        StatusCode::OK,
+        &ApprovalsPage {
+            nav: Nav::new(&user, "approvals"),
+            requests,
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DecisionForm {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn run_id(
+    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+) -> Result<u64, PageError> {
+    path.map(|Path(id)| id)
+        .map_err(|_| PageError::bad_request("a request number is a positive whole number"))
+}
+
+/// `POST /admin/approvals/{id}/approve`.
+pub async fn approve(
+    State(state): State<AppState>,
+    Extension(user): Extension<ConsoleUser>,
+    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+    body: Result<Form<DecisionForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    let id = run_id(path)?;
+    let DecisionForm { reason } = form(body)?;
+    let (headers, body) = json_body(&Decision {
+        reason: non_empty(reason),
+    })?;
+    let _answer = actions::approve(
+        State(state),
+        Extension(user.staff()),
+        Path(id),
+        headers,
+        body,
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/runs/{id}")).into_response())
+}
+
+/// `POST /admin/approvals/{id}/deny` (a reason is required).
+pub async fn deny(
+    State(state): State<AppState>,
+    Extension(user): Extension<ConsoleUser>,
+    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+    body: Result<Form<DecisionForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    let id = run_id(path)?;
+    let DecisionForm { reason } = form(body)?;
+    let (headers, body) = json_body(&Decision {
+        reason: non_empty(reason),
+    })?;
+    let _answer = actions::deny(
+        State(state),
+        Extension(user.staff()),
+        Path(id),
+        headers,
+        body,
+    )
+    .await?;
+    Ok(Redirect::to(paths::APPROVALS).into_response())
+}
+
+#[derive(Debug)]
+struct UserRow {
+    name: String,
+    role: String,
+    created: String,
+    revoked: String,
+    is_self: bool,
+}
+
+#[derive(Debug)]
+struct NewToken {
+    name: String,
+    role: String,
+    token: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_users.html")]
+struct UsersPage {
+    nav: Nav,
+    users: Vec<UserRow>,
+    roles: Vec<Choice>,
+    created: Option<NewToken>,
+}
+
+async fn users_page(
+    state: &AppState,
+    user: &ConsoleUser,
+    created: Option<NewToken>,
+) -> Result<Response, PageError> {
+    let users = state
+        .store
+        .list_users()
+        .await?
+        .into_iter()
+        .map(|u| UserRow {
+            is_self: u.name == user.name,
+            role: label(u.role.as_str()),
+            created: when(u.created_at),
+            revoked: u.revoked_at.map(when).unwrap_or_default(),
+            name: u.name,
+        })
+        .collect();
+    Ok(render(
+        StatusCode::OK,
+        &UsersPage {
+            nav: Nav::new(user, "users"),
+            users,
+            roles: Role::ALL
+                .iter()
+                .map(|r| Choice::new(r.as_str(), label(r.as_str()), *r == Role::Technician))
+                .collect(),
+            created,
+        },
+    ))
+}
+
+/// `GET /admin/users`.
+pub async fn users(
+    State(state): State<AppState>,
+    Extension(user): Extension<ConsoleUser>,
+) -> Result<Response, PageError> {
+    users_page(&state, &user, None).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewUserForm {
+    name: String,
+    role: String,
+}
+
+/// `POST /admin/users`: adds a user and shows the token this once (the answer is not cached).
+pub async fn add_user(
+    State(state): State<AppState>,
+    Extension(user): Extension<ConsoleUser>,
+    body: Result<Form<NewUserForm>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, PageError> {
+    let NewUserForm { name, role } = form(body)?;
+    let role: Role = role
+        .parse()
+        .map_err(|e: lifeline_shared::v1::api::UnknownName| {
+            PageError::bad_request(e.to_string())
+        })?;
+    let (headers, body) = json_body(&NewUser {
+        name: name.trim().to_owned(),
+        role,
+    })?;
+    let Json(created) =
+        api_users::add_user(State(state.clone()), Extension(user.staff()), headers, body).await?;
+    let token = NewToken {
+        name: created.name,
+        role: label(created.role.as_str()),
+        token: created.token,
+    };
+    users_page(&state, &user, Some(token)).await
+}
+
+/// `POST /admin/users/{name}/revoke`.
+pub async fn revoke_user(
+    State(state): State<AppState>,
+    Extension(user): Extension<ConsoleUser>,
+    Path(name): Path<String>,
+) -> Result<Response, PageError> {
+    let _answer = api_users::revoke_user(State(state), Extension(user.staff()), Path(name)).await?;
+    Ok(Redirect::to(paths::USERS).into_response())
+}
+
+#[derive(Debug)]
+struct EnrolledRow {
+    id: String,
+    hostname: String,
+    status: &'static str,
+    online: bool,
+    last_seen: String,
+    enrolled: String,
+    certificate_until: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_machines.html")]
+struct EnrolledPage {
+    nav: Nav,
+    machines: Vec<EnrolledRow>,
+}
+
+/// `GET /admin/machines`.
+pub async fn machines(
+    State(state): State<AppState>,
+    Extension(user): Extension<ConsoleUser>,
+) -> Result<Response, PageError> {
+    let now = state.clock.now();
+    let machines = state
+        .store
+        .list_machines()
+        .await?
+        .into_iter()
+        .map(|m| EnrolledRow {
+            online: is_online(m.last_seen_at, now),
+            last_seen: ago(m.last_seen_at, now),
+            status: m.status.as_str(),
+            enrolled: when(m.enrolled_at),
+            certificate_until: when(m.certificate_not_after),
+            id: m.id,
+            hostname: m.hostname,
+        })
+        .collect();
+    Ok(render(
+        StatusCode::OK,
+        &EnrolledPage {
+            nav: Nav::new(&user, "admin-machines"),
+            machines,
+        },
+    ))
+}
+
+/// `POST /admin/machines/{id}/revoke`.
+pub async fn revoke_machine(
+    State(state): State<AppState>,
+    Extension(user): Extension<ConsoleUser>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let _answer =
+        api_machines::revoke_machine(State(state), Extension(user.staff()), Path(id)).await?;
+    Ok(Redirect::to(paths::ADMIN_MACHINES).into_response())
+}
+
+#[derive(Debug)]
+struct CatalogSummary {
+    version: u64,
+    digest: String,
+    key_id: String,
+    actions: u64,
+    published_by: String,
+    published: String,
+}
+
+#[derive(Debug)]
+struct KeyRow {
+    key_id: String,
+    added_by: String,
+    added: String,
+    endorsed_by: String,
+}
+
+#[derive(Debug)]
+struct ActionRow {
+    id: String,
+    title: String,
+    description: String,
+    risk: String,
+    requires_approval: bool,
+    consent: bool,
+    timeout_secs: u64,
+    os: String,
+    params: Vec<(String, String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "admin_catalog.html")]
+struct CatalogPage {
+    nav: Nav,
+    catalog: Option<CatalogSummary>,
+    keys: Vec<KeyRow>,
+    actions: Vec<ActionRow>,
+}
+
+/// `GET /admin/catalog`: the published catalog, the keys trusted to sign it, its actions.
+pub async fn catalog(
+    State(state): State<AppState>,
+    Extension(user): Extension<ConsoleUser>,
+) -> Result<Response, PageError> {
+    let catalog = match actions::catalog_info(State(state.clone())).await {
+        Ok(Json(info)) => Some(CatalogSummary {
+            version: info.version,
+            digest: info.digest,
+            key_id: info.key_id.to_string(),
+            actions: info.actions,
+            published_by: info.published_by,
+            published: when(info.published_at),
+        }),
+        Err(ApiError::NotFound(_)) => None,
+        Err(other) => return Err(other.into()),
+    };
+    let Json(keys) = actions::list_keys(State(state.clone())).await?;
+    let Json(list) = actions::list_actions(State(state)).await?;
+    Ok(render(
+        StatusCode::OK,
+        &CatalogPage {
+            nav: Nav::new(&user, "catalog"),
+            catalog,
+            keys: keys
+                .into_iter()
+                .map(|k| KeyRow {
+                    key_id: k.key_id.to_string(),
+                    added_by: k.added_by,
+                    added: when(k.added_at),
+                    endorsed_by: k.endorsed_by.map(|e| e.to_string()).unwrap_or_default(),
+                })
+                .collect(),
+            actions: list
+                .into_iter()
+                .map(|a| ActionRow {
+                    risk: a.risk.to_string(),
+                    os: a.os.join(", "),
+                    params: a
+                        .params
+                        .into_iter()
+                        .map(|p| (p.name, p.kind, p.accepts))
+                        .collect(),
+                    id: a.id,
+                    title: a.title,
+                    description: a.description,
+                    requires_approval: a.requires_approval,
+                    consent: a.consent,
+                    timeout_secs: a.timeout_secs,
+                })
+                .collect(),
+        },
+    ))
+}
