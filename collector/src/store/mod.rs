@@ -98,6 +98,8 @@ pub struct TicketRecord {
     pub worst_finding: Option<Severity>,
     /// The snapshot document as JSON, when the agent sent one.
     pub snapshot_json: Option<String>,
+    /// The PNG screenshot the user attached, already checked.
+    pub screenshot_png: Option<Vec<u8>>,
 }
 
 /// Outcome of recording a ticket.
@@ -529,4 +531,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         machine_id: &'a str,
         limit: u32,
     ) -> StoreFuture<'a, Vec<MachineTicket>>;
+    /// The PNG screenshot attached to ticket `number`, if any.
+    fn ticket_screenshot(&self, number: u64) -> StoreFuture<'_, Option<Vec<u8>>>;
 }
