@@ -11,7 +11,8 @@
 use std::time::Duration;
 
 use lifeline_shared::v1::api::{
-    DESCRIPTION_MAX_LEN, IDEMPOTENCY_KEY_HEADER, NewTicket, TicketCreated, Urgency, paths,
+    DESCRIPTION_MAX_LEN, IDEMPOTENCY_KEY_HEADER, NewTicket, TicketCreated, Urgency,
+    encode_screenshot, paths,
 };
 use lifeline_shared::v1::snapshot::Snapshot;
 use serde::{Deserialize, Serialize};
@@ -117,8 +118,20 @@ pub fn compress_json<T: Serialize>(value: &T) -> Result<Vec<u8>, ReportError> {
 
 /// The compressed body of a ticket.
 pub fn encode(report: &Report, snapshot: Option<Snapshot>) -> Result<Vec<u8>, ReportError> {
+    encode_with(report, snapshot, None)
+}
+
+/// The compressed body of a ticket with the screenshot (base64 PNG) the user attached.
+pub fn encode_with(
+    report: &Report,
+    snapshot: Option<Snapshot>,
+    screenshot_png: Option<String>,
+) -> Result<Vec<u8>, ReportError> {
     report.check()?;
-    compress_json(&new_ticket(report, snapshot))
+    compress_json(&NewTicket {
+        screenshot_png,
+        ..new_ticket(report, snapshot)
+    })
 }
 
 /// Sends an encoded ticket, retrying a transient failure once with the same idempotency key.
@@ -155,7 +168,11 @@ fn deliver(
     entry: &mut Entry<Report>,
     now: OffsetDateTime,
 ) -> Result<Result<TicketCreated, TransportError>, ReportError> {
-    let body = encode(&entry.ticket, entry.snapshot.clone())?;
+    let body = encode_with(
+        &entry.ticket,
+        entry.snapshot.clone(),
+        entry.screenshot_png.clone(),
+    )?;
     match send(client, &body, entry.key.as_str()) {
         Ok(created) => {
             spool.acknowledge(&entry.key)?;
@@ -256,6 +273,7 @@ pub fn new_ticket(report: &Report, snapshot: Option<Snapshot>) -> NewTicket {
         urgency: report.urgency,
         os_user: report.os_user.clone(),
         snapshot,
+        screenshot_png: None,
     }
 }
 
@@ -286,6 +304,17 @@ pub struct Filed {
 /// spooled the report, nothing loses it: an unreachable collector is [`Delivery::Queued`], and
 /// a refusal is [`ReportError::Kept`] with the report still in the spool.
 pub fn file(dir: &AgentDir, draft: Report, snapshot: Snapshot) -> Result<Filed, ReportError> {
+    file_with(dir, draft, snapshot, None)
+}
+
+/// [`file`] with a PNG screenshot the user chose to attach (the help window). If the spool
+/// cannot hold the ticket with it, the screenshot is dropped (with a warning), not the ticket.
+pub fn file_with(
+    dir: &AgentDir,
+    draft: Report,
+    snapshot: Snapshot,
+    screenshot_png: Option<Vec<u8>>,
+) -> Result<Filed, ReportError> {
     draft.check()?;
     let mut warnings = Vec::new();
     // Renewal failing is not a reason to lose the report: the current certificate still works
@@ -304,7 +333,16 @@ pub fn file(dir: &AgentDir, draft: Report, snapshot: Snapshot) -> Result<Filed, 
     let now = OffsetDateTime::now_utc();
     let spool = Spool::open(dir.spool_path(), spool::DEFAULT_MAX_BYTES)?;
     let mut entry = Entry::new(new_idempotency_key()?, report, snapshot, now);
-    warnings.extend(spool.push(&entry)?.iter().map(ToString::to_string));
+    entry.screenshot_png = screenshot_png.as_deref().map(encode_screenshot);
+    let pushed = match spool.push(&entry) {
+        Err(SpoolError::TooLarge { .. }) if entry.screenshot_png.is_some() => {
+            entry.screenshot_png = None;
+            warnings.push("spool full: the screenshot was left out of this report".to_owned());
+            spool.push(&entry)
+        }
+        other => other,
+    };
+    warnings.extend(pushed?.iter().map(ToString::to_string));
 
     let earlier = flush(&client, &spool, Some(&entry.key), now)?;
     warnings.extend(earlier.notices.iter().map(ToString::to_string));
@@ -384,6 +422,21 @@ mod tests {
         assert_eq!(ticket.description, "Outlook won't start");
         assert_eq!(ticket.urgency, Urgency::High);
         assert!(ticket.snapshot.is_some());
+    }
+
+    #[test]
+    fn a_screenshot_goes_in_the_body_and_is_absent_otherwise() {
+        let png = [&lifeline_shared::v1::api::PNG_SIGNATURE[..], b"x"].concat();
+        let body = encode_with(&report("Look"), None, Some(encode_screenshot(&png))).unwrap();
+        let ticket: NewTicket =
+            serde_json::from_slice(&zstd::decode_all(&body[..]).unwrap()).unwrap();
+        let sent = ticket.screenshot_png.unwrap();
+        assert_eq!(
+            lifeline_shared::v1::api::decode_screenshot(&sent).unwrap(),
+            png
+        );
+        let json = zstd::decode_all(&encode(&report("No"), None).unwrap()[..]).unwrap();
+        assert!(!String::from_utf8(json).unwrap().contains("screenshot"));
     }
 
     #[test]

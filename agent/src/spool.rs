@@ -128,6 +128,9 @@ pub struct Entry<T> {
     pub snapshot: Option<Snapshot>,
     #[serde(default)]
     pub snapshot_trimmed: bool,
+    /// The screenshot the user attached (base64 PNG); trimmed together with the snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screenshot_png: Option<String>,
     #[serde(default)]
     pub attempts: u32,
     #[serde(with = "time::serde::rfc3339")]
@@ -144,6 +147,7 @@ impl<T> Entry<T> {
             ticket,
             snapshot: Some(snapshot),
             snapshot_trimmed: false,
+            screenshot_png: None,
             attempts: 0,
             next_attempt_at: now,
             last_error: None,
@@ -187,7 +191,7 @@ impl std::fmt::Display for Notice {
             }
             Notice::SnapshotTrimmed { reference } => write!(
                 f,
-                "spool full: dropped the diagnostics snapshot of queued ticket {reference} (its text is kept)"
+                "spool full: dropped the diagnostics snapshot (and any screenshot) of queued ticket {reference} (its text is kept)"
             ),
             Notice::TicketDropped { reference } => {
                 write!(f, "spool full: dropped queued ticket {reference}")
@@ -241,13 +245,17 @@ impl Spool {
             notices.extend(quarantined);
             others.retain(|e| e.key != entry.key);
             others.sort_by_key(|e| e.created_at);
-            // First pass: drop snapshot payloads, oldest first.
-            for other in others.iter_mut().filter(|e| e.snapshot.is_some()) {
+            // First pass: drop snapshot (and screenshot) payloads, oldest first.
+            for other in others
+                .iter_mut()
+                .filter(|e| e.snapshot.is_some() || e.screenshot_png.is_some())
+            {
                 if used + size <= self.max_bytes {
                     break;
                 }
                 let before = fs::metadata(self.path_of(&other.key)).map_or(0, |m| m.len());
                 other.snapshot = None;
+                other.screenshot_png = None;
                 other.snapshot_trimmed = true;
                 let after = self.write(other)?;
                 used = used.saturating_sub(before.saturating_sub(after));

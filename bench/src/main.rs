@@ -142,6 +142,7 @@ async fn ingest(tickets: usize, concurrency: usize) -> anyhow::Result<()> {
         urgency: Urgency::Normal,
         os_user: Some("alice".into()),
         snapshot: Some(snapshot),
+        screenshot_png: None,
     };
     let json = serde_json::to_vec(&ticket)?;
     let body = Arc::new(zstd::encode_all(&json[..], 3)?);

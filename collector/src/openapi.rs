@@ -46,6 +46,8 @@ enum Body {
     Json(fn(&mut Schemas) -> RefOr<Schema>),
     /// Prometheus text.
     Text,
+    /// A PNG image.
+    Png,
 }
 
 impl std::fmt::Debug for Body {
@@ -54,6 +56,7 @@ impl std::fmt::Debug for Body {
             Body::None => "None",
             Body::Json(_) => "Json",
             Body::Text => "Text",
+            Body::Png => "Png",
         })
     }
 }
@@ -203,6 +206,13 @@ pub fn operations() -> Vec<Operation> {
                 J(one::<ChainReport>),
             )
         },
+        op(
+            "GET",
+            paths::TICKET_SCREENSHOT,
+            "The screenshot the end user attached to a ticket (PNG, as an attachment)",
+            N,
+            Body::Png,
+        ),
         op(
             "GET",
             paths::AGENT_MACHINE,
@@ -545,7 +555,7 @@ pub fn document() -> OpenApi {
                         .build(),
                 ));
             }
-            Body::Text => {}
+            Body::Text | Body::Png => {}
         }
         let ok = match operation.response {
             Body::None => ResponseBuilder::new().description("Done"),
@@ -559,6 +569,16 @@ pub fn document() -> OpenApi {
                 "text/plain",
                 ContentBuilder::new()
                     .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                    .build(),
+            ),
+            Body::Png => ResponseBuilder::new().description("The image").content(
+                "image/png",
+                ContentBuilder::new()
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .content_media_type("image/png"),
+                    ))
                     .build(),
             ),
         };

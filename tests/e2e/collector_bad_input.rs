@@ -1,7 +1,9 @@
 //! Bad input gets a clear error (JSON `{"error"}` with a 4xx, or one line and a non-zero exit)
 //! and harms nothing already stored.
 
-use lifeline_shared::v1::api::{IDEMPOTENCY_KEY_HEADER, paths};
+use lifeline_shared::v1::api::{
+    IDEMPOTENCY_KEY_HEADER, PNG_SIGNATURE, SCREENSHOT_MAX_BYTES, encode_screenshot, paths,
+};
 
 use std::time::Duration;
 
@@ -356,4 +358,102 @@ fn bad_cli_input_gets_one_line_and_a_non_zero_exit() {
         "{}",
         stderr(&report)
     );
+}
+
+#[test]
+fn screenshots_are_checked_at_ingest_and_served_to_staff_only() {
+    let (collector, agent, http) = with_one_ticket();
+    let png = [&PNG_SIGNATURE[..], b"the rest of a png"].concat();
+    for (bad, key) in [
+        ("not base64 at all!".to_owned(), "shot-bad-1"),
+        (
+            encode_screenshot(b"<html><script>alert(1)</script>"),
+            "shot-bad-2",
+        ),
+        (
+            encode_screenshot(&[&PNG_SIGNATURE[..], &vec![0; SCREENSHOT_MAX_BYTES]].concat()),
+            "shot-bad-3",
+        ),
+    ] {
+        let answer = http.file_ticket_with("Look at my screen", key, Some(bad));
+        assert_error(&answer, 400, "screenshot_png");
+    }
+    assert_ticket_one_intact(&collector);
+
+    // Ticket #1 has none: false, and the route answers 404.
+    let shown = collector.cli_json(&["tickets", "show", "1"]);
+    assert_eq!(shown["has_screenshot"], false, "{shown}");
+    let path_of = |n: &str| paths::TICKET_SCREENSHOT.replace("{n}", n);
+    let (status, _, _) = http.get_bytes(&path_of("1"), None);
+    assert!(
+        matches!(status, 401 | 403),
+        "an agent must not read screenshots: {status}"
+    );
+    let staff = collector.http();
+    let (status, _, _) = staff.get_bytes(&path_of("1"), Some(&collector.admin_token));
+    assert_eq!(status, 404);
+    let out = collector.cli(&["tickets", "screenshot", "1", "--out", "/nonexistent/x.png"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no screenshot"), "{}", stderr(&out));
+
+    // A valid one is stored and served as a PNG download, never as something to render.
+    let answer = http.file_ticket_with(
+        "Look at my screen",
+        "shot-ok",
+        Some(encode_screenshot(&png)),
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let number = answer.json()["number"].as_u64().unwrap().to_string();
+    let shown = collector.cli_json(&["tickets", "show", &number]);
+    assert_eq!(shown["has_screenshot"], true, "{shown}");
+    let text = collector.cli_ok(&["tickets", "show", &number]);
+    assert!(
+        text.contains(&format!(
+            "screenshot attached (lifeline-collector tickets screenshot {number} --out shot.png)"
+        )),
+        "{text}"
+    );
+    let (status, headers, body) = staff.get_bytes(&path_of(&number), Some(&collector.admin_token));
+    assert_eq!(status, 200);
+    assert_eq!(body, png);
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(header("content-type"), "image/png");
+    assert_eq!(header("x-content-type-options"), "nosniff");
+    assert_eq!(
+        header("content-disposition"),
+        format!("attachment; filename=\"ticket-{number}.png\"")
+    );
+    let (status, _, _) = staff.get_bytes(&path_of(&number), None);
+    assert_eq!(status, 401, "anonymous callers must not read screenshots");
+    let (status, _, _) = http.get_bytes(&path_of(&number), None);
+    assert!(
+        matches!(status, 401 | 403),
+        "an agent must not read screenshots: {status}"
+    );
+
+    // The CLI saves it, and refuses to overwrite a file unless --force.
+    let file = agent.dir().join("shot.png");
+    let file_arg = file.to_str().unwrap();
+    collector.cli_ok(&["tickets", "screenshot", &number, "--out", file_arg]);
+    assert_eq!(std::fs::read(&file).unwrap(), png);
+    std::fs::write(&file, b"keep me").unwrap();
+    let out = collector.cli(&["tickets", "screenshot", &number, "--out", file_arg]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+    collector.cli_ok(&[
+        "tickets",
+        "screenshot",
+        &number,
+        "--out",
+        file_arg,
+        "--force",
+    ]);
+    assert_eq!(std::fs::read(&file).unwrap(), png);
 }

@@ -56,6 +56,11 @@ const EXPECTED: &[(&str, &str, &[Caller])] = &[
     ("GET", "/api/v1/tickets/{n}", &[Technician, Admin]),
     ("PATCH", "/api/v1/tickets/{n}", &[Technician, Admin]),
     ("POST", "/api/v1/tickets/{n}/comments", &[Technician, Admin]),
+    (
+        "GET",
+        "/api/v1/tickets/{n}/screenshot",
+        &[Technician, Admin],
+    ),
     ("GET", "/api/v1/machines", &[Technician, Admin]),
     ("GET", "/api/v1/machines/{id}", &[Technician, Admin]),
     ("POST", "/api/v1/machines/{id}/revoke", &[Admin]),

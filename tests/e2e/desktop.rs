@@ -34,6 +34,11 @@ pub struct Xvfb {
 
 impl Xvfb {
     pub fn start() -> Xvfb {
+        Xvfb::start_sized("1280x800x24")
+    }
+
+    /// An X server whose screen is `screen` (`WIDTHxHEIGHTxDEPTH`).
+    pub fn start_sized(screen: &str) -> Xvfb {
         require("Xvfb", "xvfb");
         require("xdotool", "xdotool");
         let mut child = Command::new("Xvfb")
@@ -42,7 +47,7 @@ impl Xvfb {
                 "1",
                 "-screen",
                 "0",
-                "1280x800x24",
+                screen,
                 "-nolisten",
                 "tcp",
             ])
@@ -495,4 +500,79 @@ fn hotkey_without_a_desktop_explains_itself() {
         );
         assert!(err.contains("help`"), "{err}");
     }
+}
+
+/// The width and height in a PNG's IHDR chunk (right after the 8-byte signature).
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert!(
+        png.starts_with(&lifeline_shared::v1::api::PNG_SIGNATURE),
+        "not a PNG"
+    );
+    assert_eq!(&png[12..16], b"IHDR");
+    let be = |at: usize| u32::from_be_bytes(png[at..at + 4].try_into().unwrap());
+    (be(16), be(20))
+}
+
+#[test]
+fn the_screenshot_is_off_by_default_and_sent_scaled_when_turned_on_with_the_keyboard() {
+    // Wider than 1600 px: the screenshot is scaled down to 1600 px, keeping proportions.
+    let x = Xvfb::start_sized("2000x1000x24");
+    let collector = TestCollector::spawn();
+    let agent = TestAgent::enrolled(&collector);
+    let file_with_window = |text: &str, keys: &[&str]| {
+        let _window_process = Running(
+            agent_command(&agent, Some(&x.display))
+                .arg("help")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start lifeline-agent help"),
+        );
+        let window = x.wait_for_window(HELP_TITLE, WINDOW_TIMEOUT);
+        x.focus(&window);
+        x.type_text(text);
+        if !keys.is_empty() {
+            x.keys(keys);
+        }
+        // Taking the screenshot (when on) happens on a thread; Send waits for it anyway.
+        std::thread::sleep(Duration::from_secs(2));
+        x.keys(&["Return"]);
+        let ticket = eventually(
+            "the ticket at the collector",
+            Duration::from_secs(60),
+            || {
+                tickets(&collector)
+                    .into_iter()
+                    .find(|t| t["description"] == text)
+            },
+        );
+        ticket["number"].as_u64().unwrap().to_string()
+    };
+
+    // Off by default: nothing is attached.
+    let plain = file_with_window("No screenshot here", &[]);
+    let shown = collector.cli_json(&["tickets", "show", &plain]);
+    assert_eq!(shown["has_screenshot"], false, "{shown}");
+
+    // Tab past the urgency choice (Low, Normal, High) to the checkbox; Space turns it on.
+    let number = file_with_window(
+        "My screen looks wrong",
+        &["Tab", "Tab", "Tab", "Tab", "space"],
+    );
+    let shown = collector.cli_json(&["tickets", "show", &number]);
+    assert_eq!(shown["has_screenshot"], true, "{shown}");
+    assert_eq!(
+        shown["urgency"], "normal",
+        "Space must not have changed the urgency"
+    );
+    let out = agent.dir().join("shot.png");
+    collector.cli_ok(&[
+        "tickets",
+        "screenshot",
+        &number,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let png = std::fs::read(&out).unwrap();
+    assert_eq!(png_size(&png), (1600, 800));
 }

@@ -546,6 +546,38 @@ impl Http {
         self.request("GET", path, token, &[], None)
     }
 
+    /// A `GET` whose answer is not text: status, headers (names lower-case) and body bytes.
+    pub fn get_bytes(
+        &self,
+        path: &str,
+        token: Option<&str>,
+    ) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        let mut request = self.agent.get(format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let mut response = request
+            .call()
+            .unwrap_or_else(|e| panic!("GET {path}: HTTP exchange failed: {e}"));
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    value.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_vec()
+            .unwrap();
+        (response.status().as_u16(), headers, body)
+    }
+
     /// POST/PATCH of a JSON value.
     pub fn send_json(
         &self,
@@ -588,11 +620,22 @@ impl Http {
 
     /// Files a ticket as an agent (this client must carry an agent's certificate).
     pub fn file_ticket(&self, description: &str, idempotency_key: &str) -> Answer {
+        self.file_ticket_with(description, idempotency_key, None)
+    }
+
+    /// Files a ticket as an agent with `screenshot_png` (base64) as given, valid or not.
+    pub fn file_ticket_with(
+        &self,
+        description: &str,
+        idempotency_key: &str,
+        screenshot_png: Option<String>,
+    ) -> Answer {
         let ticket = NewTicket {
             description: description.to_owned(),
             urgency: Urgency::Normal,
             os_user: Some("tester".to_owned()),
             snapshot: Some(Snapshot::empty(time::OffsetDateTime::now_utc(), "e2e")),
+            screenshot_png,
         };
         let body = zstd::encode_all(&serde_json::to_vec(&ticket).unwrap()[..], 3).unwrap();
         self.request(

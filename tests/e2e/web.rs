@@ -482,6 +482,7 @@ fn markup_an_agent_sends_is_shown_as_text_and_never_runs() {
         urgency: Urgency::High,
         os_user: Some(PAYLOADS[2].to_owned()),
         snapshot: Some(snapshot),
+        screenshot_png: None,
     };
     let body = serde_json::to_vec(&ticket).unwrap();
     let filed = agent.request(

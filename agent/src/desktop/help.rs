@@ -128,10 +128,11 @@ pub fn draft(description: &str, urgency: Urgency, snapshot: &Snapshot) -> Report
 }
 
 /// "What will be sent", readable: the ticket fields, then the snapshot's findings and
-/// sections as the terminal summary shows them.
-pub fn preview(draft: &Report, snapshot: &Snapshot) -> String {
+/// sections as the terminal summary shows them. `screenshot` describes the attached screenshot
+/// ("1600x900 PNG, 312 KB"), when there is one.
+pub fn preview(draft: &Report, snapshot: &Snapshot, screenshot: Option<&str>) -> String {
     let mut out = format!(
-        "Description: {}\nUrgency:     {}\nUser:        {}\nSnapshot:    taken {}\n\n",
+        "Description: {}\nUrgency:     {}\nUser:        {}\nSnapshot:    taken {}\n{}\n",
         if draft.description.is_empty() {
             "(not written yet)"
         } else {
@@ -145,20 +146,33 @@ pub fn preview(draft: &Report, snapshot: &Snapshot) -> String {
                 "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
             ))
             .unwrap_or_default(),
+        screenshot
+            .map(|s| format!("Screenshot:  {s} (shown above)\n"))
+            .unwrap_or_default(),
     );
     out.push_str(&crate::render::summary(snapshot, false, false));
     out
 }
 
-/// "What will be sent", exactly: the ticket's JSON body before compression.
-pub fn document(draft: &Report, snapshot: &Snapshot) -> String {
-    serde_json::to_string_pretty(&report::new_ticket(draft, Some(snapshot.clone())))
+/// "What will be sent", exactly: the ticket's JSON body before compression. The screenshot's
+/// base64 text is long and unreadable, so it stands in as `screenshot` (its description).
+pub fn document(draft: &Report, snapshot: &Snapshot, screenshot: Option<&str>) -> String {
+    let ticket = lifeline_shared::v1::api::NewTicket {
+        screenshot_png: screenshot.map(|s| format!("(base64 of the screenshot: {s})")),
+        ..report::new_ticket(draft, Some(snapshot.clone()))
+    };
+    serde_json::to_string_pretty(&ticket)
         .unwrap_or_else(|e| format!("cannot show the document: {e}"))
 }
 
-/// Files the report (spool first, then deliver).
-pub fn send(dir: &AgentDir, draft: Report, snapshot: Snapshot) -> Result<Filed, HelpError> {
-    let filed = report::file(dir, draft, snapshot)?;
+/// Files the report (spool first, then deliver), with the PNG screenshot the user attached.
+pub fn send(
+    dir: &AgentDir,
+    draft: Report,
+    snapshot: Snapshot,
+    screenshot_png: Option<Vec<u8>>,
+) -> Result<Filed, HelpError> {
+    let filed = report::file_with(dir, draft, snapshot, screenshot_png)?;
     for warning in &filed.warnings {
         eprintln!("lifeline-agent: warning: {warning}");
     }
@@ -210,11 +224,14 @@ mod tests {
             urgency: Urgency::High,
             os_user: Some("alice".into()),
         };
-        let text = preview(&report, &snapshot);
+        let text = preview(&report, &snapshot, None);
         assert!(text.contains("Description: VPN drops"), "{text}");
         assert!(text.contains("Urgency:     high"), "{text}");
+        assert!(!text.contains("Screenshot"), "{text}");
+        let with = preview(&report, &snapshot, Some("800x600 PNG, 20 KB"));
+        assert!(with.contains("Screenshot:  800x600 PNG, 20 KB"), "{with}");
         let doc: lifeline_shared::v1::api::NewTicket =
-            serde_json::from_str(&document(&report, &snapshot)).unwrap();
+            serde_json::from_str(&document(&report, &snapshot, None)).unwrap();
         assert_eq!(doc.description, "VPN drops");
         assert_eq!(doc.snapshot.unwrap(), snapshot);
     }

@@ -16,6 +16,8 @@ pub mod terminal;
 #[cfg(feature = "desktop")]
 mod gui;
 #[cfg(feature = "desktop")]
+pub mod screenshot;
+#[cfg(feature = "desktop")]
 pub mod window;
 
 /// The kind of graphical session the agent runs in, from the environment.

@@ -80,7 +80,7 @@ pub fn run(dir: &AgentDir, mut input: impl BufRead, mut out: impl Write) -> Resu
     let draft = help::draft(&description, urgency, &snapshot);
     draft.check()?;
     writeln!(out, "\nWhat will be sent to the help desk:\n")?;
-    for line in help::preview(&draft, &snapshot).lines() {
+    for line in help::preview(&draft, &snapshot, None).lines() {
         writeln!(out, "  {line}")?;
     }
     write!(out, "\nSend this? [Y/n] ")?;
@@ -96,7 +96,7 @@ pub fn run(dir: &AgentDir, mut input: impl BufRead, mut out: impl Write) -> Resu
         writeln!(out, "\nCancelled: nothing was sent.")?;
         return Ok(());
     }
-    let filed = help::send(dir, draft, snapshot)?;
+    let filed = help::send(dir, draft, snapshot, None)?;
     for (reference, number) in &filed.earlier {
         writeln!(
             out,

@@ -17,6 +17,7 @@ use lifeline_shared::v1::api::{DESCRIPTION_MAX_LEN, MachineTicket, Urgency};
 use super::consent::{ConsentAnswer, ConsentPrompt};
 use super::gui;
 use super::help::{self, Collecting, HelpError};
+use super::screenshot::{self, Screenshot};
 use crate::config::AgentDir;
 use crate::tickets::clean;
 
@@ -26,6 +27,67 @@ pub const HELP_TITLE: &str = "Lifeline - Get help";
 pub const CONSENT_TITLE: &str = "Lifeline - Allow a remote action?";
 /// How often the window looks at its background threads while waiting for them.
 const POLL: Duration = Duration::from_millis(100);
+
+/// How long Send waits for a screenshot still being taken before sending without it.
+const SCREENSHOT_WAIT: Duration = Duration::from_secs(10);
+
+/// The optional screenshot, when the user turned it on.
+enum Shot {
+    /// Off (the default): nothing is taken or sent.
+    Off,
+    /// Being taken on a thread.
+    Taking(mpsc::Receiver<Result<Screenshot, String>>),
+    /// Taken; it is sent. The thumbnail texture is made on the first frame that shows it.
+    Ready {
+        shot: Screenshot,
+        texture: Option<egui::TextureHandle>,
+    },
+    /// Could not be taken: the report goes without it.
+    Failed(String),
+}
+
+impl Shot {
+    /// Starts taking a screenshot of the screen.
+    fn take() -> Shot {
+        let (tx, rx) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("screenshot".to_owned())
+            .spawn(move || {
+                let _ = tx.send(screenshot::capture());
+            });
+        match spawned {
+            Ok(_) => Shot::Taking(rx),
+            Err(e) => Shot::Failed(format!("The screenshot could not be taken: {e}.")),
+        }
+    }
+
+    /// Looks whether a screenshot being taken is done.
+    fn poll(&mut self) {
+        if let Shot::Taking(rx) = self {
+            match rx.try_recv() {
+                Ok(Ok(shot)) => {
+                    *self = Shot::Ready {
+                        shot,
+                        texture: None,
+                    }
+                }
+                Ok(Err(e)) => *self = Shot::Failed(e),
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    *self = Shot::Failed("The screenshot could not be taken.".to_owned())
+                }
+                Err(mpsc::TryRecvError::Empty) => {}
+            }
+        }
+    }
+
+    /// "1600x900 PNG, 312 KB" once taken.
+    fn describe(&self) -> Option<String> {
+        match self {
+            Shot::Ready { shot, .. } => Some(shot.describe()),
+            _ => None,
+        }
+    }
+}
 
 /// Where the help window is.
 enum Stage {
@@ -44,6 +106,9 @@ struct HelpApp {
     description: String,
     urgency: Urgency,
     collecting: Option<Collecting>,
+    /// The "Attach a screenshot" checkbox (off by default) and its screenshot.
+    screenshot_on: bool,
+    shot: Shot,
     show_json: bool,
     stage: Stage,
     error: Option<String>,
@@ -70,6 +135,8 @@ pub fn run(dir: AgentDir) -> Result<(), HelpError> {
         description: String::new(),
         urgency: Urgency::Normal,
         collecting: Some(collecting),
+        screenshot_on: false,
+        shot: Shot::Off,
         show_json: false,
         stage: Stage::Form,
         error: None,
@@ -78,7 +145,7 @@ pub fn run(dir: AgentDir) -> Result<(), HelpError> {
         sender: None,
         first_frame: true,
     };
-    gui::run_window(HELP_TITLE, [680.0, 620.0], app).map_err(HelpError::Window)
+    gui::run_window(HELP_TITLE, [680.0, 700.0], app).map_err(HelpError::Window)
 }
 
 impl HelpApp {
@@ -104,13 +171,25 @@ impl HelpApp {
         let (tx, answer) = mpsc::channel();
         let dir = self.dir.clone();
         let (description, urgency) = (self.description.clone(), self.urgency);
+        // The screenshot goes only when it is on and was taken (or is taken within a few
+        // seconds); a failed one is left out.
+        let shot = std::mem::replace(&mut self.shot, Shot::Off);
         // Waits for the snapshot if it is not there yet (it usually is), then files.
         let spawned = std::thread::Builder::new()
             .name("send".to_owned())
             .spawn(move || {
+                let png = match shot {
+                    Shot::Ready { shot, .. } => Some(shot.png),
+                    Shot::Taking(rx) => rx
+                        .recv_timeout(SCREENSHOT_WAIT)
+                        .ok()
+                        .and_then(Result::ok)
+                        .map(|s| s.png),
+                    Shot::Off | Shot::Failed(_) => None,
+                };
                 let snapshot = collecting.wait();
                 let draft = help::draft(&description, urgency, &snapshot);
-                let result = help::send(&dir, draft, snapshot)
+                let result = help::send(&dir, draft, snapshot, png)
                     .map(|filed| help::outcome(&filed))
                     .map_err(|e| e.to_string());
                 let _ = tx.send(result);
@@ -150,6 +229,7 @@ impl HelpApp {
             ui.radio_value(&mut self.urgency, Urgency::Normal, "Normal");
             ui.radio_value(&mut self.urgency, Urgency::High, "High");
         });
+        self.screenshot(ui);
 
         let snapshot_ready = self
             .collecting
@@ -174,10 +254,11 @@ impl HelpApp {
                         )
                         .small(),
                     );
+                    let shot = self.shot.describe();
                     let text = if self.show_json {
-                        help::document(&draft, snapshot)
+                        help::document(&draft, snapshot, shot.as_deref())
                     } else {
-                        help::preview(&draft, snapshot)
+                        help::preview(&draft, snapshot, shot.as_deref())
                     };
                     egui::ScrollArea::vertical()
                         .id_salt("preview")
@@ -222,6 +303,58 @@ impl HelpApp {
                 self.error = Some("Please say what is wrong first.".to_owned());
             }
         });
+    }
+
+    /// The "Attach a screenshot" checkbox and, when on, the thumbnail or why there is none.
+    fn screenshot(&mut self, ui: &mut egui::Ui) {
+        let toggled = ui
+            .checkbox(
+                &mut self.screenshot_on,
+                "Attach a screenshot of my screen (Space turns it on or off)",
+            )
+            .changed();
+        if toggled {
+            self.shot = if self.screenshot_on {
+                Shot::take()
+            } else {
+                Shot::Off
+            };
+        }
+        self.shot.poll();
+        match &mut self.shot {
+            Shot::Off => {}
+            Shot::Taking(_) => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Taking the screenshot...");
+                });
+            }
+            Shot::Ready { shot, texture } => {
+                let texture = texture.get_or_insert_with(|| {
+                    let thumb = &shot.thumbnail;
+                    ui.ctx().load_texture(
+                        "screenshot",
+                        egui::ColorImage::from_rgb(
+                            [thumb.width as usize, thumb.height as usize],
+                            &thumb.pixels,
+                        ),
+                        egui::TextureOptions::LINEAR,
+                    )
+                });
+                ui.horizontal(|ui| {
+                    ui.add(
+                        egui::Image::new(&*texture).max_width(screenshot::THUMBNAIL_WIDTH as f32),
+                    );
+                    ui.label(format!("This screenshot is sent ({}).", shot.describe()));
+                });
+            }
+            Shot::Failed(why) => {
+                ui.colored_label(
+                    ui.visuals().error_fg_color,
+                    format!("{why} The report can still be sent without it."),
+                );
+            }
+        }
     }
 
     fn my_tickets(&mut self, ui: &mut egui::Ui) {
@@ -327,6 +460,7 @@ impl eframe::App for HelpApp {
         });
         let waiting = self.tickets.is_none()
             || matches!(self.stage, Stage::Sending { .. })
+            || matches!(self.shot, Shot::Taking(_))
             || self
                 .collecting
                 .as_mut()

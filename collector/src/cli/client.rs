@@ -118,12 +118,18 @@ impl ApiClient {
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = self.url(path);
+        decode(&url, &self.get_bytes(path)?)
+    }
+
+    /// A `GET` whose answer is not JSON (a screenshot): the body's bytes.
+    pub fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let url = self.url(path);
         let response = self
             .agent
             .get(&url)
             .header("authorization", self.auth())
             .call();
-        finish(&url, response)
+        finish_bytes(&url, response)
     }
 
     pub fn post<B: Serialize, T: DeserializeOwned>(
@@ -169,6 +175,21 @@ pub fn finish<T: DeserializeOwned>(
     url: &str,
     response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
 ) -> Result<T, ClientError> {
+    decode(url, &finish_bytes(url, response)?)
+}
+
+fn decode<T: DeserializeOwned>(url: &str, body: &[u8]) -> Result<T, ClientError> {
+    serde_json::from_slice(body).map_err(|e| ClientError::Decode {
+        url: url.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// Turns a ureq result into the body's bytes (of a success) or a one-line error.
+pub fn finish_bytes(
+    url: &str,
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<Vec<u8>, ClientError> {
     let mut response = response.map_err(|e| ClientError::Transport {
         url: url.to_owned(),
         message: describe_transport_error(&e),
@@ -198,10 +219,7 @@ pub fn finish<T: DeserializeOwned>(
             message,
         });
     }
-    serde_json::from_slice(&body).map_err(|e| ClientError::Decode {
-        url: url.to_owned(),
-        message: e.to_string(),
-    })
+    Ok(body)
 }
 
 /// A transport error in words a user can act on.

@@ -9,7 +9,7 @@ pub mod client;
 pub mod output;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use lifeline_shared::v1::api::{
@@ -121,6 +121,16 @@ pub enum TicketsCommand {
         /// A reply the end user sees in their help window (`lifeline-agent tickets`)
         #[arg(long)]
         public: bool,
+    },
+    /// Save the screenshot the user attached to a ticket (a PNG file)
+    Screenshot {
+        number: u64,
+        /// Where to write the PNG
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite FILE if it exists
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -403,7 +413,48 @@ fn tickets(client: &ApiClient, out: &Printer, command: &TicketsCommand) -> Resul
                 )
             })
         }
+        TicketsCommand::Screenshot {
+            number,
+            out: file,
+            force,
+        } => {
+            let png =
+                client.get_bytes(&paths::TICKET_SCREENSHOT.replace("{n}", &number.to_string()))?;
+            save_new(file, &png, *force)?;
+            let saved = serde_json::json!({ "number": number, "file": file, "bytes": png.len() });
+            out.show(&saved, |_| {
+                format!(
+                    "saved the screenshot of #{number} to {} ({} bytes)",
+                    file.display(),
+                    png.len()
+                )
+            })
+        }
     }
+}
+
+/// Writes `bytes` to `path`, refusing to replace an existing file unless `force`.
+fn save_new(path: &Path, bytes: &[u8], force: bool) -> Result<(), CliError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            CliError::Failed(format!(
+                "{} exists; pass --force to overwrite it",
+                path.display()
+            ))
+        } else {
+            CliError::Failed(format!("cannot write {}: {e}", path.display()))
+        }
+    })?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))
 }
 
 fn machines(client: &ApiClient, out: &Printer, command: &MachinesCommand) -> Result<(), CliError> {

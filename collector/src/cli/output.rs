@@ -120,6 +120,12 @@ pub fn ticket_page(ticket: &TicketDetail) -> String {
     }
     out.push_str("\nFindings:\n");
     out.push_str(&findings_lines(&ticket.findings));
+    if ticket.has_screenshot {
+        out.push_str(&format!(
+            "\nscreenshot attached (lifeline-collector tickets screenshot {} --out shot.png)\n",
+            s.number
+        ));
+    }
     if !ticket.comments.is_empty() {
         out.push_str("\nComments:\n");
         for c in &ticket.comments {

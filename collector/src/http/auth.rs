@@ -84,6 +84,7 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/api/v1/tickets/{n}", Access::Staff),
     rule("PATCH", "/api/v1/tickets/{n}", Access::Staff),
     rule("POST", "/api/v1/tickets/{n}/comments", Access::Staff),
+    rule("GET", paths::TICKET_SCREENSHOT, Access::Staff),
     rule("GET", paths::MACHINES, Access::Staff),
     rule("GET", "/api/v1/machines/{id}", Access::Staff),
     rule("POST", "/api/v1/machines/{id}/revoke", Access::Admin),

@@ -13,7 +13,7 @@ use lifeline_shared::findings;
 use lifeline_shared::v1::api::{
     COMMENT_MAX_LEN, DESCRIPTION_MAX_LEN, IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_KEY_MAX_LEN,
     NewComment, NewTicket, TicketCreated, TicketDetail, TicketFilter, TicketSummary, TicketUpdate,
-    paths,
+    decode_screenshot, paths,
 };
 
 use super::AppState;
@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route(paths::TICKETS, get(list_tickets))
         .route("/api/v1/tickets/{n}", get(show_ticket).patch(update_ticket))
         .route("/api/v1/tickets/{n}/comments", post(add_comment))
+        .route(paths::TICKET_SCREENSHOT, get(ticket_screenshot))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
@@ -92,6 +93,12 @@ async fn file_ticket(
         .as_ref()
         .map(findings::evaluate)
         .unwrap_or_default();
+    let screenshot_png = ticket
+        .screenshot_png
+        .as_deref()
+        .map(decode_screenshot)
+        .transpose()
+        .map_err(ApiError::BadRequest)?;
     let worst = computed.iter().map(|f| f.severity).max();
     let snapshot_json = ticket
         .snapshot
@@ -108,6 +115,7 @@ async fn file_ticket(
         findings: computed,
         worst_finding: worst,
         snapshot_json,
+        screenshot_png,
     };
     let recorded = state
         .store
@@ -219,4 +227,32 @@ pub(crate) async fn add_comment(
         return Err(ApiError::NotFound(format!("no ticket #{n}")));
     }
     ticket_detail(&state, n).await
+}
+
+/// `GET /api/v1/tickets/{n}/screenshot`: the PNG the user attached, as a download. The image
+/// comes from an agent, so it is never to be sniffed or rendered as anything but a PNG file.
+async fn ticket_screenshot(
+    State(state): State<AppState>,
+    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::http::header;
+    use axum::response::IntoResponse as _;
+    let n = ticket_number(path)?;
+    let png = state
+        .store
+        .ticket_screenshot(n)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("ticket #{n} has no screenshot")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png".to_owned()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"ticket-{n}.png\""),
+            ),
+        ],
+        png,
+    )
+        .into_response())
 }

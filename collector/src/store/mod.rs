@@ -98,6 +98,8 @@ pub struct TicketRecord {
     pub worst_finding: Option<Severity>,
     /// The snapshot document as JSON, when the agent sent one.
     pub snapshot_json: Option<String>,
+    /// The PNG screenshot the user attached, already checked.
+    pub screenshot_png: Option<Vec<u8>>,
 }
 
 /// Outcome of recording a ticket.
@@ -584,4 +586,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &'a self,
         machine_id: &'a str,
     ) -> StoreFuture<'a, Option<(OffsetDateTime, String)>>;
+    /// The PNG screenshot attached to ticket `number`, if any.
+    fn ticket_screenshot(&self, number: u64) -> StoreFuture<'_, Option<Vec<u8>>>;
 }

@@ -501,6 +501,16 @@ async fn insert_ticket(
         .execute(&mut *conn)
         .await?;
     }
+    if let Some(png) = &ticket.screenshot_png {
+        sqlx::query(
+            "INSERT INTO screenshots (ticket_number, png, received_at) VALUES ($1, $2, $3)",
+        )
+        .bind(number)
+        .bind(png)
+        .bind(millis(now))
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(RecordedTicket {
         number: to_u64(number)?,
         created: true,
@@ -940,6 +950,12 @@ impl Store for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+            let has_screenshot =
+                sqlx::query("SELECT 1 AS one FROM screenshots WHERE ticket_number = $1")
+                    .bind(to_i64(number))
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .is_some();
             Ok(Some(TicketDetail {
                 summary,
                 os_user: row.try_get("os_user")?,
@@ -948,6 +964,7 @@ impl Store for SqliteStore {
                 findings,
                 comments,
                 snapshots,
+                has_screenshot,
             }))
         })
     }
@@ -1791,6 +1808,16 @@ impl Store for SqliteStore {
                 .transpose()
         })
     }
+
+    fn ticket_screenshot(&self, number: u64) -> StoreFuture<'_, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT png FROM screenshots WHERE ticket_number = $1")
+                .bind(to_i64(number))
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.map(|r| r.try_get::<Vec<u8>, _>("png")).transpose()?)
+        })
+    }
 }
 
 /// An audit row, read so that tampering cannot make listing or verification fail: a column
@@ -2171,7 +2198,24 @@ mod tests {
             snapshot_json: Some(
                 serde_json::to_string(&Snapshot::empty(at(1_000), "test")).unwrap(),
             ),
+            screenshot_png: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_screenshot_is_stored_with_its_ticket() {
+        let (_dir, store) = store_with_machine().await;
+        let png = [&lifeline_shared::v1::api::PNG_SIGNATURE[..], b"rest"].concat();
+        let with = TicketRecord {
+            screenshot_png: Some(png.clone()),
+            ..ticket("k1")
+        };
+        store.record_ticket(&with, at(1_100)).await.unwrap();
+        store.record_ticket(&ticket("k2"), at(1_200)).await.unwrap();
+        assert!(store.ticket(1).await.unwrap().unwrap().has_screenshot);
+        assert_eq!(store.ticket_screenshot(1).await.unwrap(), Some(png));
+        assert!(!store.ticket(2).await.unwrap().unwrap().has_screenshot);
+        assert_eq!(store.ticket_screenshot(2).await.unwrap(), None);
     }
 
     #[tokio::test]

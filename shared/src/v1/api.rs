@@ -21,6 +21,10 @@ pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 128;
 pub const DESCRIPTION_MAX_LEN: usize = 8 * 1024;
 /// Longest comment, in bytes.
 pub const COMMENT_MAX_LEN: usize = 16 * 1024;
+/// Largest screenshot a ticket may carry, in bytes of PNG (before base64).
+pub const SCREENSHOT_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// The 8 bytes every PNG file starts with.
+pub const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
 
 /// Paths of the API. `{n}`, `{id}` and `{name}` are path parameters.
 pub mod paths {
@@ -40,6 +44,8 @@ pub mod paths {
     /// `GET` where a piece of work stands: `?wait_secs=N` waits for a change.
     pub const WORK: &str = "/api/v1/work/{id}";
     pub const TICKETS: &str = "/api/v1/tickets";
+    /// `GET` a ticket's screenshot as `image/png` (404 when it has none).
+    pub const TICKET_SCREENSHOT: &str = "/api/v1/tickets/{n}/screenshot";
     pub const MACHINES: &str = "/api/v1/machines";
     pub const USERS: &str = "/api/v1/users";
     pub const ENROLLMENT_TOKENS: &str = "/api/v1/enrollment-tokens";
@@ -317,6 +323,42 @@ pub struct NewTicket {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub snapshot: Option<Snapshot>,
+    /// A screenshot of the user's screen, base64 (standard alphabet, padded) of a PNG of at
+    /// most [`SCREENSHOT_MAX_BYTES`]; only when the user turned it on in the help window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screenshot_png: Option<String>,
+}
+
+/// A ticket's screenshot as it goes on the wire: base64 of the PNG.
+pub fn encode_screenshot(png: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(png)
+}
+
+/// Checks and decodes a ticket's `screenshot_png`: base64, a PNG signature, at most
+/// [`SCREENSHOT_MAX_BYTES`]. The error names the field.
+pub fn decode_screenshot(base64_png: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine as _;
+    // Refuse an oversized value before decoding it.
+    if base64_png.len() > SCREENSHOT_MAX_BYTES.div_ceil(3) * 4 {
+        return Err(format!(
+            "screenshot_png is larger than {} MiB",
+            SCREENSHOT_MAX_BYTES / (1024 * 1024)
+        ));
+    }
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(base64_png)
+        .map_err(|e| format!("screenshot_png is not valid base64: {e}"))?;
+    if png.len() > SCREENSHOT_MAX_BYTES {
+        return Err(format!(
+            "screenshot_png is larger than {} MiB",
+            SCREENSHOT_MAX_BYTES / (1024 * 1024)
+        ));
+    }
+    if !png.starts_with(&PNG_SIGNATURE) {
+        return Err("screenshot_png is not a PNG image".to_owned());
+    }
+    Ok(png)
 }
 
 fn default_urgency() -> Urgency {
@@ -393,6 +435,9 @@ pub struct TicketDetail {
     pub findings: Vec<Finding>,
     pub comments: Vec<Comment>,
     pub snapshots: Vec<AttachedSnapshot>,
+    /// Whether the ticket came with a screenshot (`GET` [`paths::TICKET_SCREENSHOT`]).
+    #[serde(default)]
+    pub has_screenshot: bool,
 }
 
 /// Query of `GET /api/v1/tickets`.
@@ -590,6 +635,20 @@ pub struct Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn screenshots_are_checked_and_the_errors_name_the_field() {
+        let png = [&PNG_SIGNATURE[..], b"data"].concat();
+        assert_eq!(decode_screenshot(&encode_screenshot(&png)).unwrap(), png);
+        for bad in [
+            "not base64!".to_owned(),
+            encode_screenshot(b"GIF89a not a png"),
+            encode_screenshot(&[&PNG_SIGNATURE[..], &vec![0; SCREENSHOT_MAX_BYTES]].concat()),
+        ] {
+            let error = decode_screenshot(&bad).unwrap_err();
+            assert!(error.contains("screenshot_png"), "{error}");
+        }
+    }
 
     #[test]
     fn closed_names_round_trip_and_reject_unknown_values() {
