@@ -131,6 +131,7 @@ const EXPECTED: &[(&str, &str, &[Caller])] = &[
     ("GET", "/admin/machines", &[AdminSession]),
     ("POST", "/admin/machines/{id}/revoke", &[AdminSession]),
     ("GET", "/admin/catalog", &[AdminSession]),
+    ("GET", "/admin/audit", &[AdminSession]),
     // Last: it ends the sessions the rows above use.
     ("POST", "/logout", &[TechnicianSession, AdminSession]),
 ];

@@ -424,6 +424,22 @@ fn a_technician_works_a_ticket_and_an_admin_approves_in_the_browser() {
         assert!(!text.contains("Internal Server Error"), "{page}: {text}");
     }
     assert!(browser.text().contains("Say something"));
+
+    // The audit page reports the chain intact and lists what happened, filtered by actor.
+    browser.goto("/admin/audit");
+    let text = browser.text();
+    assert!(
+        text.contains("intact") && text.contains("audit chain intact"),
+        "{text}"
+    );
+    assert!(
+        text.contains("run.approve") && text.contains("console.login"),
+        "{text}"
+    );
+    browser.goto("/admin/audit?actor=tina");
+    let text = browser.text();
+    assert!(text.contains("run.request"), "{text}");
+    assert!(!text.contains("run.approve"), "only tina's entries: {text}");
 }
 
 /// Payloads that would run script if a page ever rendered them as markup.

@@ -90,7 +90,7 @@ impl ListQuery {
     }
 }
 
-async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
@@ -105,7 +105,7 @@ pub struct VerifyQuery {
     head: Option<String>,
 }
 
-async fn verify(
+pub(crate) async fn verify(
     State(state): State<AppState>,
     query: Result<Query<VerifyQuery>, QueryRejection>,
 ) -> Result<Json<ChainReport>, ApiError> {

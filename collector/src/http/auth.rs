@@ -136,6 +136,7 @@ pub const RULES: &[Rule] = &[
     rule("GET", console::ADMIN_MACHINES, Access::SessionAdmin),
     rule("POST", console::MACHINE_REVOKE, Access::SessionAdmin),
     rule("GET", console::CATALOG, Access::SessionAdmin),
+    rule("GET", console::AUDIT, Access::SessionAdmin),
 ];
 
 fn access_for(method: &Method, path: &str) -> Option<Access> {

@@ -51,6 +51,7 @@ pub mod paths {
     pub const ADMIN_MACHINES: &str = "/admin/machines";
     pub const MACHINE_REVOKE: &str = "/admin/machines/{id}/revoke";
     pub const CATALOG: &str = "/admin/catalog";
+    pub const AUDIT: &str = "/admin/audit";
 }
 
 /// The one stylesheet, compiled into the binary.
@@ -84,6 +85,7 @@ pub fn routes() -> Router<AppState> {
         .route(paths::ADMIN_MACHINES, get(admin::machines))
         .route(paths::MACHINE_REVOKE, post(admin::revoke_machine))
         .route(paths::CATALOG, get(admin::catalog))
+        .route(paths::AUDIT, get(admin::audit))
 }
 
 async fn stylesheet() -> Response {

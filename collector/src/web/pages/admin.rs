@@ -18,7 +18,9 @@ use super::{Choice, label};
 use crate::http::actions::run_status_of;
 use crate::http::error::ApiError;
 use crate::http::work::is_online;
-use crate::http::{AppState, actions, machines as api_machines, users as api_users};
+use crate::http::{
+    AppState, actions, audit as api_audit, machines as api_machines, users as api_users,
+};
 use crate::store::RunFilter;
 use crate::web::session::ConsoleUser;
 use crate::web::{Nav, PageError, ago, form, json_body, non_empty, paths, render, when};
@@ -378,4 +380,119 @@ pub async fn catalog(
                 .collect(),
         },
     ))
+}
+
+/// One audit entry as the page shows it.
+#[derive(Debug)]
+struct AuditRow {
+    seq: u64,
+    at: String,
+    actor: String,
+    action: String,
+    subject: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "admin_audit.html")]
+struct AuditPage {
+    nav: Nav,
+    intact: bool,
+    verdict: String,
+    actor: String,
+    since: String,
+    entries: Vec<AuditRow>,
+    next: Option<String>,
+}
+
+/// `?actor=&since=&after_seq=`: the API's own audit filters; empty fields are ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct AuditQuery {
+    #[serde(default)]
+    actor: String,
+    #[serde(default)]
+    since: String,
+    #[serde(default)]
+    after_seq: String,
+}
+
+/// Entries per page.
+const AUDIT_PAGE: u32 = 100;
+
+/// `GET /admin/audit`: the chain's verification by the collector, and the entries.
+pub async fn audit(
+    State(state): State<AppState>,
+    Extension(user): Extension<ConsoleUser>,
+    query: Result<axum::extract::Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, PageError> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError::BadRequest(format!("bad filter: {}", e.body_text())))?;
+    let mut api = serde_json::Map::new();
+    for (key, value) in [
+        ("actor", &q.actor),
+        ("since", &q.since),
+        ("after_seq", &q.after_seq),
+    ] {
+        if !value.trim().is_empty() {
+            api.insert(key.to_owned(), value.trim().into());
+        }
+    }
+    api.insert("limit".to_owned(), AUDIT_PAGE.to_string().into());
+    let list_query: api_audit::ListQuery = serde_json::from_value(api.into())
+        .map_err(|e| ApiError::BadRequest(format!("bad filter: {e}")))?;
+    let Json(entries) =
+        api_audit::list(State(state.clone()), Ok(axum::extract::Query(list_query))).await?;
+    let Json(report) = api_audit::verify(
+        State(state),
+        Ok(axum::extract::Query(api_audit::VerifyQuery::default())),
+    )
+    .await?;
+    let next = (entries.len() == AUDIT_PAGE as usize)
+        .then(|| entries.last().map(|e| e.seq))
+        .flatten()
+        .map(|last| {
+            let mut url = format!("{}?after_seq={last}", paths::AUDIT);
+            for (key, value) in [("actor", &q.actor), ("since", &q.since)] {
+                if !value.trim().is_empty() {
+                    url.push_str(&format!("&{key}={}", percent(value.trim())));
+                }
+            }
+            url
+        });
+    Ok(render(
+        StatusCode::OK,
+        &AuditPage {
+            nav: Nav::new(&user, "audit"),
+            intact: report.intact,
+            verdict: report.message,
+            actor: q.actor,
+            since: q.since,
+            entries: entries
+                .into_iter()
+                .map(|e| AuditRow {
+                    seq: e.seq,
+                    at: when(e.at),
+                    actor: e.actor,
+                    action: e.action,
+                    subject: e.subject.unwrap_or_default(),
+                    detail: lifeline_shared::v1::audit::canonical_json(&e.detail),
+                })
+                .collect(),
+            next,
+        },
+    ))
+}
+
+/// Percent-encodes a query value.
+fn percent(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
