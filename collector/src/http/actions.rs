@@ -583,7 +583,7 @@ async fn run_status(
     .map(Json)
 }
 
-async fn decide(
+pub(crate) async fn decide(
     state: AppState,
     admin: StaffIdentity,
     id: u64,

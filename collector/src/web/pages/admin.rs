@@ -75,6 +75,24 @@ fn run_id(
         .map_err(|_| PageError::bad_request("a request number is a positive whole number"))
 }
 
+/// An admin's decision from the approvals page, through the API's own `decide` (the same
+/// checks and audit entries: nobody approves their own request, a denial needs a reason).
+async fn decide_form(
+    state: AppState,
+    user: ConsoleUser,
+    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+    body: Result<Form<DecisionForm>, axum::extract::rejection::FormRejection>,
+    approve: bool,
+) -> Result<u64, PageError> {
+    let id = run_id(path)?;
+    let DecisionForm { reason } = form(body)?;
+    let decision = Decision {
+        reason: non_empty(reason),
+    };
+    let _status = actions::decide(state, user.staff(), id, approve, decision).await?;
+    Ok(id)
+}
+
 /// `POST /admin/approvals/{id}/approve`.
 pub async fn approve(
     State(state): State<AppState>,
@@ -82,19 +100,7 @@ pub async fn approve(
     path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
     body: Result<Form<DecisionForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
-    let id = run_id(path)?;
-    let DecisionForm { reason } = form(body)?;
-    let (headers, body) = json_body(&Decision {
-        reason: non_empty(reason),
-    })?;
-    let _answer = actions::approve(
-        State(state),
-        Extension(user.staff()),
-        Path(id),
-        headers,
-        body,
-    )
-    .await?;
+    let id = decide_form(state, user, path, body, true).await?;
     Ok(Redirect::to(&format!("/runs/{id}")).into_response())
 }
 
@@ -105,19 +111,7 @@ pub async fn deny(
     path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
     body: Result<Form<DecisionForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
-    let id = run_id(path)?;
-    let DecisionForm { reason } = form(body)?;
-    let (headers, body) = json_body(&Decision {
-        reason: non_empty(reason),
-    })?;
-    let _answer = actions::deny(
-        State(state),
-        Extension(user.staff()),
-        Path(id),
-        headers,
-        body,
-    )
-    .await?;
+    decide_form(state, user, path, body, false).await?;
     Ok(Redirect::to(paths::APPROVALS).into_response())
 }
 
