@@ -375,6 +375,55 @@ fn agent_renews_a_certificate_close_to_expiry_and_keeps_its_machine_id() {
 }
 
 #[test]
+fn an_admin_approves_a_pending_machine_in_the_console() {
+    let collector = TestCollector::spawn_with(&["--enrollment", "approve"]);
+    let agent = TestAgent::unenrolled();
+    let out = agent.run(&[
+        "enroll",
+        "--server",
+        &collector.url,
+        "--token",
+        &collector.enrollment_token,
+        "--ca",
+        collector.ca_path().to_str().unwrap(),
+    ]);
+    assert_success(&out, "enroll under approval");
+    let machine = &collector.cli_json(&["machines", "list"])[0];
+    assert_eq!(machine["status"], "pending");
+    let (id, hostname) = (
+        machine["id"].as_str().unwrap().to_owned(),
+        machine["hostname"].as_str().unwrap().to_owned(),
+    );
+
+    let http = collector.http();
+    let (cookie, csrf) = http.console_login(&collector.admin_token);
+    let page = http.request("GET", "/admin/machines", None, &[("cookie", &cookie)], None);
+    assert!(
+        page.body.contains(&format!("Approve {hostname}")),
+        "{}",
+        page.body
+    );
+    let form = [
+        ("cookie", cookie.as_str()),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    let body = format!("csrf={csrf}");
+    let path = format!("/admin/machines/{id}/approve");
+    let approved = http.request("POST", &path, None, &form, Some(body.as_bytes()));
+    assert_eq!(approved.status, 303, "{}", approved.body);
+    assert_eq!(approved.header("location"), Some("/admin/machines"));
+    assert_eq!(
+        collector.cli_json(&["machines", "list"])[0]["status"],
+        "active"
+    );
+    let page = http.request("GET", "/admin/machines", None, &[("cookie", &cookie)], None);
+    assert!(!page.body.contains("Approve "), "{}", page.body);
+    let audit = collector.cli_ok(&["audit", "list"]);
+    assert!(audit.contains("machine.approve"), "{audit}");
+    assert_success(&agent.run(&["report", "Now approved"]), "report");
+}
+
+#[test]
 fn approval_mode_holds_new_machines_until_an_admin_approves() {
     let collector = TestCollector::spawn_with(&["--enrollment", "approve"]);
     let agent = TestAgent::unenrolled();

@@ -129,6 +129,7 @@ const EXPECTED: &[(&str, &str, &[Caller])] = &[
     ("POST", "/admin/users", &[AdminSession]),
     ("POST", "/admin/users/{name}/revoke", &[AdminSession]),
     ("GET", "/admin/machines", &[AdminSession]),
+    ("POST", "/admin/machines/{id}/approve", &[AdminSession]),
     ("POST", "/admin/machines/{id}/revoke", &[AdminSession]),
     ("GET", "/admin/catalog", &[AdminSession]),
     ("GET", "/admin/audit", &[AdminSession]),

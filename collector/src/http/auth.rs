@@ -134,6 +134,7 @@ pub const RULES: &[Rule] = &[
     rule("POST", console::USERS, Access::SessionAdmin),
     rule("POST", console::USER_REVOKE, Access::SessionAdmin),
     rule("GET", console::ADMIN_MACHINES, Access::SessionAdmin),
+    rule("POST", console::MACHINE_APPROVE, Access::SessionAdmin),
     rule("POST", console::MACHINE_REVOKE, Access::SessionAdmin),
     rule("GET", console::CATALOG, Access::SessionAdmin),
     rule("GET", console::AUDIT, Access::SessionAdmin),

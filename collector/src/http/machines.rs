@@ -105,7 +105,7 @@ async fn show_machine(
     Ok(Json(with_live_state(&state, machine).await?))
 }
 
-async fn approve_machine(
+pub(crate) async fn approve_machine(
     State(state): State<AppState>,
     Extension(admin): Extension<StaffIdentity>,
     Path(id): Path<String>,

@@ -49,6 +49,7 @@ pub mod paths {
     pub const USERS: &str = "/admin/users";
     pub const USER_REVOKE: &str = "/admin/users/{name}/revoke";
     pub const ADMIN_MACHINES: &str = "/admin/machines";
+    pub const MACHINE_APPROVE: &str = "/admin/machines/{id}/approve";
     pub const MACHINE_REVOKE: &str = "/admin/machines/{id}/revoke";
     pub const CATALOG: &str = "/admin/catalog";
     pub const AUDIT: &str = "/admin/audit";
@@ -83,6 +84,7 @@ pub fn routes() -> Router<AppState> {
         .route(paths::USERS, get(admin::users).post(admin::add_user))
         .route(paths::USER_REVOKE, post(admin::revoke_user))
         .route(paths::ADMIN_MACHINES, get(admin::machines))
+        .route(paths::MACHINE_APPROVE, post(admin::approve_machine))
         .route(paths::MACHINE_REVOKE, post(admin::revoke_machine))
         .route(paths::CATALOG, get(admin::catalog))
         .route(paths::AUDIT, get(admin::audit))

@@ -270,6 +270,18 @@ pub async fn machines(
     ))
 }
 
+/// `POST /admin/machines/{id}/approve`: a machine enrolled under `--enrollment approve` may talk
+/// to the collector from now on.
+pub async fn approve_machine(
+    State(state): State<AppState>,
+    Extension(user): Extension<ConsoleUser>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
+    let _answer =
+        api_machines::approve_machine(State(state), Extension(user.staff()), Path(id)).await?;
+    Ok(Redirect::to(paths::ADMIN_MACHINES).into_response())
+}
+
 /// `POST /admin/machines/{id}/revoke`.
 pub async fn revoke_machine(
     State(state): State<AppState>,
