@@ -674,28 +674,7 @@ pub fn run_page(s: &RunStatus) -> String {
         steps.push(format!("running {}", seconds_after(s.created_at, at)));
     }
     let end = match &s.result {
-        Some(RunResult::Finished {
-            exit_code,
-            signal,
-            timed_out,
-            duration_ms,
-            ..
-        }) => Some(match (exit_code, signal, timed_out) {
-            (_, _, true) => format!(
-                "timed out, killed after {:.2} s",
-                *duration_ms as f64 / 1000.0
-            ),
-            (Some(code), _, _) => format!(
-                "exit code {code} after {:.2} s",
-                *duration_ms as f64 / 1000.0
-            ),
-            (None, Some(sig), _) => format!(
-                "killed by signal {sig} after {:.2} s",
-                *duration_ms as f64 / 1000.0
-            ),
-            (None, None, _) => format!("ended after {:.2} s", *duration_ms as f64 / 1000.0),
-        }),
-        Some(RunResult::Refused { reason }) => Some(format!("refused: {}", clean_line(reason))),
+        Some(result) => Some(clean_line(&result.ending())),
         None if s.state.is_final() => Some(s.state.as_str().replace('_', " ")),
         None => None,
     };

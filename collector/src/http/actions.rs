@@ -1129,28 +1129,16 @@ fn timeline_note(run: &RunRecord, result: &RunResult, recheck: Option<&Recheck>)
         note.push_str(&format!(", approved by {by}"));
     }
     note.push_str(": ");
+    note.push_str(&result.ending());
     match result {
-        RunResult::Refused { reason } => note.push_str(&format!("refused by the agent: {reason}")),
+        RunResult::Refused { .. } => {}
         RunResult::Finished {
-            exit_code,
-            signal,
-            timed_out,
-            duration_ms,
             stdout,
             stderr,
             stdout_truncated,
             stderr_truncated,
+            ..
         } => {
-            let ended = match (exit_code, signal, timed_out) {
-                (_, _, true) => "timed out and was killed".to_owned(),
-                (Some(code), _, _) => format!("exit code {code}"),
-                (None, Some(sig), _) => format!("killed by signal {sig}"),
-                (None, None, _) => "ended".to_owned(),
-            };
-            note.push_str(&format!(
-                "{ended} after {:.1} s",
-                *duration_ms as f64 / 1000.0
-            ));
             for (name, text, truncated) in [
                 ("output", stdout, stdout_truncated),
                 ("errors", stderr, stderr_truncated),

@@ -100,6 +100,29 @@ impl RunResult {
         }
     }
 
+    /// How the run ended, in the words every view uses: "exit code 0 after 1.20 s", "timed out,
+    /// killed after 30.00 s", "killed by signal 9 after 0.50 s", "refused by the agent: ...".
+    pub fn ending(&self) -> String {
+        match self {
+            RunResult::Refused { reason } => format!("refused by the agent: {reason}"),
+            RunResult::Finished {
+                exit_code,
+                signal,
+                timed_out,
+                duration_ms,
+                ..
+            } => {
+                let secs = *duration_ms as f64 / 1000.0;
+                match (exit_code, signal, timed_out) {
+                    (_, _, true) => format!("timed out, killed after {secs:.2} s"),
+                    (Some(code), _, _) => format!("exit code {code} after {secs:.2} s"),
+                    (None, Some(sig), _) => format!("killed by signal {sig} after {secs:.2} s"),
+                    (None, None, _) => format!("ended after {secs:.2} s"),
+                }
+            }
+        }
+    }
+
     /// Whether the program ran and exited with code 0 in time.
     pub fn succeeded(&self) -> bool {
         matches!(
@@ -180,6 +203,37 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn every_way_a_run_ends_reads_the_same_everywhere() {
+        let finished = |exit_code, signal, timed_out| RunResult::Finished {
+            exit_code,
+            signal,
+            timed_out,
+            duration_ms: 1_234,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+        };
+        assert_eq!(
+            finished(Some(0), None, false).ending(),
+            "exit code 0 after 1.23 s"
+        );
+        assert_eq!(
+            finished(None, Some(9), true).ending(),
+            "timed out, killed after 1.23 s"
+        );
+        assert_eq!(
+            finished(None, Some(15), false).ending(),
+            "killed by signal 15 after 1.23 s"
+        );
+        assert_eq!(finished(None, None, false).ending(), "ended after 1.23 s");
+        assert_eq!(
+            RunResult::refused("disabled by local policy").ending(),
+            "refused by the agent: disabled by local policy"
+        );
+    }
 
     #[test]
     fn run_ids_are_32_lowercase_hex_digits() {

@@ -84,32 +84,18 @@ impl RunView {
             after: Vec::new(),
             has_recheck: run.recheck.is_some(),
         };
+        if let Some(result) = &run.result {
+            view.outcome = result.ending();
+        }
         match &run.result {
-            Some(RunResult::Refused { reason }) => {
-                view.outcome = format!("Nothing ran: {reason}");
-            }
+            Some(RunResult::Refused { .. }) => {}
             Some(RunResult::Finished {
-                exit_code,
-                signal,
-                timed_out,
-                duration_ms,
                 stdout,
                 stderr,
                 stdout_truncated,
                 stderr_truncated,
+                ..
             }) => {
-                let mut parts = Vec::new();
-                if let Some(code) = exit_code {
-                    parts.push(format!("exit code {code}"));
-                }
-                if let Some(signal) = signal {
-                    parts.push(format!("ended by signal {signal}"));
-                }
-                if *timed_out {
-                    parts.push("timed out".to_owned());
-                }
-                parts.push(format!("took {duration_ms} ms"));
-                view.outcome = parts.join(", ");
                 view.stdout = stdout.clone();
                 view.stderr = stderr.clone();
                 view.truncated = *stdout_truncated || *stderr_truncated;
