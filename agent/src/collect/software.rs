@@ -3,7 +3,9 @@
 //! The dpkg database is read directly (`/var/lib/dpkg/status`), which takes milliseconds; rpm
 //! systems ask `rpm -qa`. Counting pending updates means simulating an upgrade, which takes
 //! seconds, so the answer is cached and recomputed only when the package database or the package
-//! lists changed since.
+//! lists changed since. The count is waited for at most [`Options::pending_updates_wait`]: on a
+//! slow or busy machine the section arrives without it (and says so) rather than not at all, and
+//! a long-running agent (the service) still caches the count when the simulation finishes.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -47,7 +49,7 @@ pub fn collect(options: &Options) -> (Software, Problems) {
     packages.sort_by(|a, b| a.name.cmp(&b.name));
 
     let (pending_updates, pending_security_updates) = if managers.contains(&"dpkg") {
-        match pending_apt_updates(options.cache_dir.as_deref()) {
+        match pending_apt_updates_within(options) {
             Ok(p) => (Some(p.total), Some(p.security)),
             Err(e) => {
                 problems.push(e);
@@ -190,6 +192,26 @@ fn newest_mtime(paths: &[&Path]) -> Option<SystemTime> {
         .iter()
         .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
         .max()
+}
+
+/// [`pending_apt_updates`] on its own thread, waited for at most `pending_updates_wait`.
+fn pending_apt_updates_within(options: &Options) -> Result<Pending, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let cache_dir = options.cache_dir.clone();
+    std::thread::Builder::new()
+        .name("pending-updates".to_owned())
+        .spawn(move || {
+            let _ = tx.send(pending_apt_updates(cache_dir.as_deref()));
+        })
+        .map_err(|e| format!("pending updates: cannot start a thread: {e}"))?;
+    let wait = options.pending_updates_wait;
+    rx.recv_timeout(wait).unwrap_or_else(|_| {
+        Err(format!(
+            "pending updates not counted: apt-get --simulate took longer than {} s on this \
+             machine; a later snapshot uses its count once one run finishes",
+            wait.as_secs()
+        ))
+    })
 }
 
 fn pending_apt_updates(cache_dir: Option<&Path>) -> Result<Pending, String> {
