@@ -2,7 +2,8 @@
 //! certificate, and the first admin and enrollment tokens.
 //!
 //! Layout of the data directory (created 0700; private keys 0600):
-//! - `lifeline.db` (+ `-wal`, `-shm`): the SQLite database
+//! - `lifeline.db` (+ `-wal`, `-shm`): the SQLite database, unless `--database` names another
+//!   SQLite file or a PostgreSQL database (see [`prepare_with`])
 //! - `ca.pem`, `ca.key`: the private CA that signs the server and agent certificates
 //! - `server.pem`, `server.key`, `server.names`: the generated server certificate and its SANs
 //! - `listen-addr`: the address the running server bound (written after binding)
@@ -22,8 +23,10 @@ use serde_json::json;
 
 use crate::audit::{self, Event};
 use crate::clock::Clock;
+use crate::config::Database;
 use crate::pki::{CertificateAuthority, PkiError, certs_from_pem};
 use crate::secret::{RandomError, Secret, TokenHash, TokenKind, generate_token};
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use crate::tls::{TlsError, server_config};
@@ -99,14 +102,30 @@ pub struct Prepared {
     pub operator_cert: bool,
 }
 
-/// Prepares the data directory, creating what is missing.
+/// Prepares the data directory, creating what is missing, with the SQLite database in it.
 pub async fn prepare(
     options: &BootstrapOptions,
     clock: &dyn Clock,
 ) -> Result<Prepared, BootstrapError> {
+    prepare_with(options, None, clock).await
+}
+
+/// Like [`prepare`], on `database` when given (`serve --database`): an SQLite file elsewhere
+/// or a PostgreSQL database. The data directory still holds the CA and the server certificate;
+/// collectors sharing one PostgreSQL database share those files too (the first start writes
+/// them, later starts and other collectors must be given copies).
+pub async fn prepare_with(
+    options: &BootstrapOptions,
+    database: Option<&Database>,
+    clock: &dyn Clock,
+) -> Result<Prepared, BootstrapError> {
     let dir = &options.data_dir;
     create_private_dir(dir)?;
-    let store = SqliteStore::open(&dir.join(DATABASE_FILE)).await?;
+    let store: Arc<dyn Store> = match database {
+        None => Arc::new(SqliteStore::open(&dir.join(DATABASE_FILE)).await?),
+        Some(Database::Sqlite(path)) => Arc::new(SqliteStore::open(path).await?),
+        Some(Database::Postgres(url)) => Arc::new(PostgresStore::open(url.expose()).await?),
+    };
     let now = clock.now();
 
     let ca_cert_path = dir.join(CA_CERT_FILE);
@@ -164,11 +183,11 @@ pub async fn prepare(
             .await?;
         let token_created = Event::new(audit::COLLECTOR, "enrollment_token.create")
             .detail(json!({ "first_start": true, "expires_at": null, "max_uses": null }));
-        audit::record_in(&store, token_created, now).await?;
+        audit::record_in(store.as_ref(), token_created, now).await?;
         let admin_added = Event::new(audit::COLLECTOR, "user.add")
             .subject(format!("user:{FIRST_ADMIN}"))
             .detail(json!({ "role": Role::Admin, "first_start": true }));
-        audit::record_in(&store, admin_added, now).await?;
+        audit::record_in(store.as_ref(), admin_added, now).await?;
         Some(FirstStart {
             admin_token,
             enrollment_token,
@@ -176,7 +195,7 @@ pub async fn prepare(
     };
 
     Ok(Prepared {
-        store: Arc::new(store),
+        store,
         ca: Arc::new(ca),
         tls,
         first_start,

@@ -18,6 +18,10 @@ pub mod tls;
 pub mod wakeup;
 pub mod web;
 
+// PostgreSQL store (issue 8): the throwaway PostgreSQL cluster the unit and e2e tests share.
+#[doc(hidden)]
+pub mod testing;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

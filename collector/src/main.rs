@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use lifeline_collector::bootstrap::{self, BootstrapOptions, FIRST_ADMIN, LISTEN_ADDR_FILE};
 use lifeline_collector::cli::{self, ClientCommand, ConnectionArgs};
 use lifeline_collector::clock::{FileOffsetClock, SharedClock, SystemClock};
-use lifeline_collector::config::ServerConfig;
+use lifeline_collector::config::{Database, ServerConfig};
 use lifeline_collector::http::enroll::EnrollmentMode;
 use lifeline_collector::{AppState, serve};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -39,8 +39,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Settings in TOML (data_dir, listen, san, enrollment, allow_tls12, tls_cert, tls_key);
-    /// flags given here win over the file
+    /// Settings in TOML (data_dir, listen, san, enrollment, allow_tls12, tls_cert, tls_key,
+    /// database); flags given here win over the file
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where the database, CA and keys live [default: ./lifeline-data]
@@ -69,6 +69,16 @@ struct ServeArgs {
     /// [default: open]
     #[arg(long, value_enum)]
     enrollment: Option<EnrollmentMode>,
+    /// The database: postgres://USER@HOST[:PORT]/DATABASE (several collectors may share it) or
+    /// sqlite://PATH [default: the SQLite file DATA_DIR/lifeline.db]. Keep a password out of the
+    /// command line: PGPASSWORD, ~/.pgpass, this variable or the --config file
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "LIFELINE_DATABASE",
+        hide_env_values = true
+    )]
+    database: Option<String>,
 }
 
 /// The settings `serve` runs with: flags, else the configuration file, else the defaults.
@@ -80,6 +90,8 @@ struct Settings {
     operator_cert: Option<(PathBuf, PathBuf)>,
     allow_tls12: bool,
     enrollment: EnrollmentMode,
+    /// `None`: the SQLite file in the data directory.
+    database: Option<Database>,
 }
 
 impl Settings {
@@ -90,6 +102,14 @@ impl Settings {
         };
         let mut sans = file.san;
         sans.extend(args.sans.iter().cloned());
+        // Parsed here rather than by clap, whose error would repeat the URL and its password.
+        let database = match &args.database {
+            Some(text) => Some(
+                Database::parse(text)
+                    .map_err(|message| anyhow::anyhow!("--database: {message}"))?,
+            ),
+            None => file.database,
+        };
         let operator_cert = match (&args.tls_cert, &args.tls_key) {
             (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
             _ => file.tls_cert.zip(file.tls_key),
@@ -108,6 +128,7 @@ impl Settings {
             operator_cert,
             allow_tls12: args.allow_tls12 || file.allow_tls12.unwrap_or(false),
             enrollment: args.enrollment.or(file.enrollment).unwrap_or_default(),
+            database,
         })
     }
 }
@@ -175,7 +196,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
         operator_cert: settings.operator_cert.clone(),
         allow_tls12: settings.allow_tls12,
     };
-    let prepared = bootstrap::prepare(&options, clock.as_ref())
+    let prepared = bootstrap::prepare_with(&options, settings.database.as_ref(), clock.as_ref())
         .await
         .with_context(|| {
             format!(
@@ -183,6 +204,15 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
                 settings.data_dir.display()
             )
         })?;
+    let database = settings.database.as_ref().map_or_else(
+        || {
+            format!(
+                "sqlite://{}",
+                settings.data_dir.join(bootstrap::DATABASE_FILE).display()
+            )
+        },
+        ToString::to_string,
+    );
 
     let metrics = PrometheusBuilder::new()
         .set_buckets_for_metric(
@@ -206,7 +236,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot read the bound address")?;
     bootstrap::write_file(&listen_file, bound.to_string().as_bytes(), 0o644)?;
     let url = format!("https://{bound}");
-    tracing::info!(%url, data_dir = %settings.data_dir.display(), "collector listening");
+    tracing::info!(%url, data_dir = %settings.data_dir.display(), %database, "collector listening");
 
     if let Some(first) = &prepared.first_start {
         let ca = if prepared.operator_cert {

@@ -651,3 +651,28 @@ impl Http {
         )
     }
 }
+
+// PostgreSQL store (issue 8): a restart that passes the same `serve` flags again (the
+// `--database` URL, a `--config` file).
+impl TestCollector {
+    /// Like [`TestCollector::restart`], with extra `serve` flags.
+    pub fn restart_with(mut self, extra: &[&str]) -> TestCollector {
+        self.stop();
+        let addr = self.url.trim_start_matches("https://").to_owned();
+        let (child, url, stdout) = start(
+            &data_dir(&self.dir),
+            &addr,
+            extra,
+            self.server_ca.as_deref(),
+        );
+        TestCollector {
+            child,
+            dir: Arc::clone(&self.dir),
+            url,
+            admin_token: self.admin_token.clone(),
+            enrollment_token: self.enrollment_token.clone(),
+            stdout,
+            server_ca: self.server_ca.clone(),
+        }
+    }
+}

@@ -26,3 +26,5 @@ mod desktop;
 mod harness;
 mod snapshot;
 mod web;
+// PostgreSQL store (issue 8).
+mod postgres;

@@ -1,10 +1,17 @@
 //! Storage behind one interface: the `Store` trait, its records and errors.
 //!
-//! Handlers only see `dyn Store`; `sqlite` is the embedded implementation and PostgreSQL will be a
-//! second one with its own migrations. Every method takes `now` from the caller's clock. A method
-//! that answers an agent's report returns only after the data is durably committed.
+//! Handlers only see `dyn Store`; `sqlite` is the embedded implementation and `postgres` the one
+//! for several collectors on one database, each with its own migrations. Every method takes `now`
+//! from the caller's clock. A method that answers an agent's report returns only after the data
+//! is durably committed.
 
 pub mod sqlite;
+
+// PostgreSQL store (issue 8): the second backend, what both share, and the tests both run.
+mod sql;
+pub mod postgres;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::pin::Pin;

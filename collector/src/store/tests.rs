@@ -1,0 +1,1206 @@
+//! The store's behaviour, checked once and run against every backend: each scenario is an
+//! `async fn(&Backend)` and [`on_every_backend!`] makes one test of it per database
+//! (`store::tests::sqlite::NAME`, `store::tests::postgres::NAME`). The PostgreSQL tests start a
+//! throwaway cluster each ([`crate::testing::PgCluster`]) and fail, never skip, without
+//! PostgreSQL. At the end: what only PostgreSQL promises, several collectors on one database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lifeline_shared::findings::Severity;
+use lifeline_shared::v1::api::{
+    MachineStatus, Priority, Role, TicketFilter, TicketSort, TicketStatus, TicketSummary,
+    TicketUpdate, Tier, Urgency,
+};
+use lifeline_shared::v1::audit::{self, ChainVerifier, UNREADABLE_PREFIX};
+use lifeline_shared::v1::snapshot::Snapshot;
+use lifeline_shared::v1::work::WorkState;
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use super::postgres::PostgresStore;
+use super::sqlite::SqliteStore;
+use super::*;
+use crate::secret::{Secret, TokenHash};
+use crate::testing::PgCluster;
+
+/// A store under test, with a second connection for what the store itself never does
+/// (peeking at rows, tampering with them) and whatever keeps its database alive.
+pub(super) struct Backend {
+    store: Arc<dyn Store>,
+    raw: Raw,
+    _keep: Keep,
+}
+
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+enum Keep {
+    Dir(#[allow(dead_code)] tempfile::TempDir),
+    Cluster(#[allow(dead_code)] PgCluster),
+}
+
+impl std::ops::Deref for Backend {
+    type Target = dyn Store;
+
+    fn deref(&self) -> &(dyn Store + 'static) {
+        self.store.as_ref()
+    }
+}
+
+impl Backend {
+    async fn sqlite() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let raw = sqlx::SqlitePool::connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
+        )
+        .await
+        .unwrap();
+        Backend {
+            store: Arc::new(store),
+            raw: Raw::Sqlite(raw),
+            _keep: Keep::Dir(dir),
+        }
+    }
+
+    async fn postgres() -> Backend {
+        let cluster = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+        let url = cluster.url("postgres");
+        let store = PostgresStore::open(&url).await.unwrap();
+        let raw = sqlx::PgPool::connect(&url).await.unwrap();
+        Backend {
+            store: Arc::new(store),
+            raw: Raw::Postgres(raw),
+            _keep: Keep::Cluster(cluster),
+        }
+    }
+
+    /// Runs a statement behind the store's back, in each backend's dialect.
+    async fn execute(&self, sqlite: &'static str, postgres: &'static str) {
+        match &self.raw {
+            Raw::Sqlite(pool) => sqlx::raw_sql(sqlite).execute(pool).await.map(drop),
+            Raw::Postgres(pool) => sqlx::raw_sql(postgres).execute(pool).await.map(drop),
+        }
+        .unwrap();
+    }
+
+    /// One 64-bit integer read behind the store's back (the same SQL on both).
+    async fn scalar(&self, sql: &'static str) -> i64 {
+        match &self.raw {
+            Raw::Sqlite(pool) => sqlx::query(sql).fetch_one(pool).await.unwrap().get(0),
+            Raw::Postgres(pool) => sqlx::query(sql).fetch_one(pool).await.unwrap().get(0),
+        }
+    }
+}
+
+/// One `#[tokio::test]` per backend for each scenario.
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scenario() {
+                    super::$scenario(&super::Backend::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scenario() {
+                    super::$scenario(&super::Backend::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    a_screenshot_is_stored_with_its_ticket,
+    enrollment_token_expires_and_runs_out_of_uses,
+    the_queue_filters_searches_and_sorts,
+    same_idempotency_key_gives_the_same_ticket_and_numbers_are_sequential,
+    concurrent_reports_get_distinct_numbers_and_retries_share_one,
+    pending_machine_is_approved_once_and_revoked_stays_revoked,
+    a_machine_sees_its_own_tickets_with_public_comments_only,
+    resolving_sets_and_reopening_clears_resolved_at,
+    work_is_delivered_once_expires_lazily_and_only_its_machine_may_answer,
+    telemetry_is_written_within_a_flush_interval_and_readers_see_it_at_once,
+    an_identity_never_outlives_a_revocation_or_a_new_certificate,
+    vitals_history_is_bounded_per_machine,
+    audit_entries_list_in_order_and_filter_and_page,
+    a_tampered_audit_row_lists_as_an_altered_entry_instead_of_failing,
+    a_changed_audit_detail_that_is_still_json_is_an_alteration,
+    users_are_unique_and_revoked_users_stay_known,
+    catalogs_only_move_forward_and_actions_can_need_approval,
+    runs_wait_for_approval_dispatch_once_and_end_on_their_ticket,
+    web_sessions_follow_their_user_and_end_when_stale,
+    the_latest_snapshot_is_the_newest_of_tickets_and_inspections,
+);
+
+fn at(secs: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(secs).unwrap()
+}
+
+/// Enrolls machine `m1` (certificate `fp1`), at t=1000.
+async fn with_machine(store: &dyn Store) {
+    let token = TokenHash::of(&Secret::new("lle_x"));
+    store
+        .add_enrollment_token(&token, None, None, at(1_000))
+        .await
+        .unwrap();
+    store
+        .enroll(&token, &enrollment("m1", "fp1"), at(1_000))
+        .await
+        .unwrap();
+}
+
+fn enrollment(id: &str, fp: &str) -> Enrollment {
+    Enrollment {
+        machine_id: id.into(),
+        hostname: "ws-1".into(),
+        cert_fingerprint: fp.into(),
+        cert_not_after: at(2_000_000_000),
+        initial_status: MachineStatus::Active,
+    }
+}
+
+fn ticket(key: &str) -> TicketRecord {
+    TicketRecord {
+        machine_id: "m1".into(),
+        idempotency_key: key.into(),
+        description: "Outlook won't start".into(),
+        urgency: Urgency::Normal,
+        os_user: Some("alice".into()),
+        findings: vec![],
+        worst_finding: Some(Severity::Critical),
+        snapshot_json: Some(serde_json::to_string(&Snapshot::empty(at(1_000), "test")).unwrap()),
+        screenshot_png: None,
+    }
+}
+
+async fn a_screenshot_is_stored_with_its_ticket(store: &Backend) {
+    with_machine(&**store).await;
+    let png = [&lifeline_shared::v1::api::PNG_SIGNATURE[..], b"rest"].concat();
+    let with = TicketRecord {
+        screenshot_png: Some(png.clone()),
+        ..ticket("k1")
+    };
+    store.record_ticket(&with, at(1_100)).await.unwrap();
+    store.record_ticket(&ticket("k2"), at(1_200)).await.unwrap();
+    assert!(store.ticket(1).await.unwrap().unwrap().has_screenshot);
+    assert_eq!(store.ticket_screenshot(1).await.unwrap(), Some(png));
+    assert!(!store.ticket(2).await.unwrap().unwrap().has_screenshot);
+    assert_eq!(store.ticket_screenshot(2).await.unwrap(), None);
+}
+
+async fn enrollment_token_expires_and_runs_out_of_uses(store: &Backend) {
+    let token = TokenHash::of(&Secret::new("lle_x"));
+    store
+        .add_enrollment_token(&token, Some(at(2_000)), Some(1), at(1_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .check_enrollment_token(&token, at(1_500))
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    assert_eq!(
+        store
+            .check_enrollment_token(&token, at(2_000))
+            .await
+            .unwrap(),
+        Err(EnrollmentRefusal::Expired)
+    );
+    store
+        .enroll(&token, &enrollment("m1", "fp1"), at(1_500))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .enroll(&token, &enrollment("m2", "fp2"), at(1_500))
+            .await,
+        Err(StoreError::Enrollment(EnrollmentRefusal::UsedUp))
+    ));
+    let unknown = TokenHash::of(&Secret::new("lle_y"));
+    assert_eq!(
+        store
+            .check_enrollment_token(&unknown, at(1_500))
+            .await
+            .unwrap(),
+        Err(EnrollmentRefusal::Unknown)
+    );
+    assert_eq!(store.count_active_machines().await.unwrap(), 1);
+}
+
+async fn the_queue_filters_searches_and_sorts(store: &Backend) {
+    with_machine(&**store).await;
+    let mut low = ticket("0123456789abcdef0123456789abcdef");
+    low.description = "Printer jams".into();
+    low.worst_finding = None;
+    store.record_ticket(&low, at(1_100)).await.unwrap();
+    store.record_ticket(&ticket("k2"), at(1_200)).await.unwrap();
+    let numbers = |list: Vec<TicketSummary>| list.iter().map(|t| t.number).collect::<Vec<_>>();
+    let find =
+        |filter: TicketFilter| async move { numbers(store.list_tickets(&filter).await.unwrap()) };
+    assert_eq!(find(TicketFilter::default()).await, [2, 1]);
+    let q = |text: &str| TicketFilter {
+        q: Some(text.into()),
+        ..TicketFilter::default()
+    };
+    assert_eq!(find(q("printer")).await, [1]);
+    assert_eq!(find(q("WS-1")).await, [2, 1]);
+    assert_eq!(find(q("#2")).await, [2]);
+    assert_eq!(find(q("LL-04HM-ASW9")).await, [1]);
+    assert_eq!(find(q("nothing like it")).await, Vec::<u64>::new());
+    let sorted = |sort| TicketFilter {
+        sort: Some(sort),
+        ..TicketFilter::default()
+    };
+    assert_eq!(find(sorted(TicketSort::Age)).await, [1, 2]);
+    assert_eq!(find(sorted(TicketSort::Priority)).await, [2, 1]);
+    let high = TicketFilter {
+        priority: Some(Priority::High),
+        assignee: Some(String::new()),
+        tier: Some(Tier::FIRST),
+        ..TicketFilter::default()
+    };
+    assert_eq!(find(high).await, [2]);
+    let by_machine = TicketFilter {
+        status: Some(TicketStatus::New),
+        machine: Some("ws-1".into()),
+        ..TicketFilter::default()
+    };
+    assert_eq!(find(by_machine).await, [2, 1]);
+    let counts = store.ticket_status_counts().await.unwrap();
+    assert_eq!(counts, [(TicketStatus::New, 2)]);
+}
+
+async fn same_idempotency_key_gives_the_same_ticket_and_numbers_are_sequential(store: &Backend) {
+    with_machine(&**store).await;
+    let first = store.record_ticket(&ticket("k1"), at(1_100)).await.unwrap();
+    let again = store.record_ticket(&ticket("k1"), at(1_200)).await.unwrap();
+    let second = store.record_ticket(&ticket("k2"), at(1_300)).await.unwrap();
+    assert_eq!((first.number, first.created), (1, true));
+    assert_eq!((again.number, again.created), (1, false));
+    assert_eq!(second.number, 2);
+    let detail = store.ticket(1).await.unwrap().unwrap();
+    assert_eq!(detail.snapshots.len(), 1);
+    assert_eq!(detail.summary.priority, Priority::High);
+    assert_eq!(detail.summary.status, TicketStatus::New);
+    assert_eq!(detail.os_user.as_deref(), Some("alice"));
+    // A ticket that cannot be stored (unknown machine) fails alone and takes no number.
+    let stranger = TicketRecord {
+        machine_id: "nobody".into(),
+        ..ticket("k3")
+    };
+    assert!(store.record_ticket(&stranger, at(1_400)).await.is_err());
+    let third = store.record_ticket(&ticket("k4"), at(1_500)).await.unwrap();
+    assert_eq!(third.number, 3);
+}
+
+/// 40 reports at once, every fourth a retry of one key, spread over `stores` (one store, or
+/// several collectors on one database): distinct numbers 1..=31, one ticket for the retries.
+async fn report_concurrently(stores: &[Arc<dyn Store>]) {
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let store = Arc::clone(&stores[i % stores.len()]);
+        let key = if i % 4 == 0 {
+            "retry".to_owned()
+        } else {
+            format!("k{i}")
+        };
+        tasks.push(tokio::spawn(async move {
+            store.record_ticket(&ticket(&key), at(2_000)).await.unwrap()
+        }));
+    }
+    let mut numbers = Vec::new();
+    let mut retried = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let recorded = task.await.unwrap();
+        if i % 4 == 0 {
+            retried.push(recorded.number);
+        } else {
+            numbers.push(recorded.number);
+        }
+    }
+    retried.dedup();
+    assert_eq!(retried.len(), 1, "one ticket for one idempotency key");
+    numbers.push(retried[0]);
+    numbers.sort_unstable();
+    assert_eq!(numbers, (1..=31).collect::<Vec<u64>>());
+    let all = stores[0]
+        .list_tickets(&TicketFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 31);
+}
+
+async fn concurrent_reports_get_distinct_numbers_and_retries_share_one(b: &Backend) {
+    with_machine(&**b).await;
+    report_concurrently(&[Arc::clone(&b.store)]).await;
+}
+
+async fn pending_machine_is_approved_once_and_revoked_stays_revoked(store: &Backend) {
+    let token = TokenHash::of(&Secret::new("lle_x"));
+    store
+        .add_enrollment_token(&token, None, None, at(1_000))
+        .await
+        .unwrap();
+    let pending = Enrollment {
+        initial_status: MachineStatus::Pending,
+        ..enrollment("m1", "fp1")
+    };
+    assert_eq!(
+        store.enroll(&token, &pending, at(1_000)).await.unwrap(),
+        MachineStatus::Pending
+    );
+    assert_eq!(store.count_active_machines().await.unwrap(), 0);
+    // Re-enrolling keeps the status it had, whatever the mode says now.
+    let again = Enrollment {
+        cert_fingerprint: "fp2".into(),
+        ..enrollment("m1", "fp2")
+    };
+    assert_eq!(
+        store.enroll(&token, &again, at(1_100)).await.unwrap(),
+        MachineStatus::Pending
+    );
+    assert_eq!(
+        store.approve_machine("m1").await.unwrap(),
+        Some(MachineStatus::Pending)
+    );
+    assert_eq!(
+        store.approve_machine("m1").await.unwrap(),
+        Some(MachineStatus::Active)
+    );
+    assert!(store.revoke_machine("m1", at(1_200)).await.unwrap());
+    assert_eq!(
+        store.approve_machine("m1").await.unwrap(),
+        Some(MachineStatus::Revoked)
+    );
+    let record = store.machine_by_fingerprint("fp2").await.unwrap().unwrap();
+    assert_eq!(record.status, MachineStatus::Revoked);
+    assert_eq!(store.machine_by_fingerprint("fp1").await.unwrap(), None);
+    assert_eq!(store.approve_machine("nope").await.unwrap(), None);
+    assert!(!store.revoke_machine("nope", at(1_300)).await.unwrap());
+    let detail = store.machine("m1").await.unwrap().unwrap();
+    assert_eq!(detail.revoked_at, Some(at(1_200)));
+    assert_eq!(store.list_machines().await.unwrap().len(), 1);
+}
+
+async fn a_machine_sees_its_own_tickets_with_public_comments_only(store: &Backend) {
+    with_machine(&**store).await;
+    let token = TokenHash::of(&Secret::new("lle_x"));
+    store
+        .enroll(&token, &enrollment("m2", "fp2"), at(1_000))
+        .await
+        .unwrap();
+    store.record_ticket(&ticket("k1"), at(1_100)).await.unwrap();
+    let theirs = TicketRecord {
+        machine_id: "m2".into(),
+        ..ticket("k2")
+    };
+    store.record_ticket(&theirs, at(1_150)).await.unwrap();
+    assert!(
+        store
+            .add_comment(1, "bob", "internal note", at(1_200))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .add_public_comment(1, "bob", "Please reboot", at(1_300))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .add_public_comment(9, "bob", "x", at(1_300))
+            .await
+            .unwrap()
+    );
+
+    let mine = store.machine_tickets("m1", 20).await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].number, 1);
+    assert_eq!(mine[0].replies.len(), 1);
+    assert_eq!(mine[0].replies[0].body, "Please reboot");
+    assert_eq!(store.machine_tickets("m2", 20).await.unwrap()[0].number, 2);
+    assert!(store.machine_tickets("m3", 20).await.unwrap().is_empty());
+
+    // Technicians see both comments, each marked.
+    let detail = store.ticket(1).await.unwrap().unwrap();
+    let public: Vec<bool> = detail.comments.iter().map(|c| c.public).collect();
+    assert_eq!(public, [false, true]);
+    assert_eq!(detail.first_response_at, Some(at(1_200)));
+}
+
+async fn resolving_sets_and_reopening_clears_resolved_at(store: &Backend) {
+    with_machine(&**store).await;
+    store.record_ticket(&ticket("k1"), at(1_100)).await.unwrap();
+    let resolve = TicketUpdate {
+        status: Some(TicketStatus::Resolved),
+        assignee: Some("bob".into()),
+        tier: Some(Tier::new(2).unwrap()),
+        ..TicketUpdate::default()
+    };
+    store
+        .update_ticket(1, &resolve, at(1_200))
+        .await
+        .unwrap()
+        .unwrap();
+    let t = store.ticket(1).await.unwrap().unwrap();
+    assert_eq!(t.resolved_at, Some(at(1_200)));
+    assert_eq!(t.first_response_at, Some(at(1_200)));
+    assert_eq!(t.summary.assignee.as_deref(), Some("bob"));
+    assert_eq!(t.summary.tier.get(), 2);
+    let reopen = TicketUpdate {
+        status: Some(TicketStatus::Open),
+        assignee: Some(String::new()),
+        ..TicketUpdate::default()
+    };
+    store
+        .update_ticket(1, &reopen, at(1_300))
+        .await
+        .unwrap()
+        .unwrap();
+    let t = store.ticket(1).await.unwrap().unwrap();
+    assert_eq!(t.resolved_at, None);
+    assert_eq!(t.first_response_at, Some(at(1_200)));
+    assert_eq!(t.summary.assignee, None);
+    assert_eq!(
+        store.update_ticket(9, &reopen, at(1_300)).await.unwrap(),
+        None
+    );
+}
+
+/// Enrolls `m1` (`f1`) and `m2` (`f2`) at t=0.
+async fn with_two_machines(store: &dyn Store) {
+    let grant = TokenHash::of(&Secret::new("lle_w"));
+    store
+        .add_enrollment_token(&grant, None, None, at(0))
+        .await
+        .unwrap();
+    for (id, fp) in [("m1", "f1"), ("m2", "f2")] {
+        store
+            .enroll(&grant, &enrollment(id, fp), at(0))
+            .await
+            .unwrap();
+    }
+}
+
+async fn work_is_delivered_once_expires_lazily_and_only_its_machine_may_answer(store: &Backend) {
+    with_two_machines(&**store).await;
+    let live = store
+        .queue_work("m1", "inspect", None, at(100), at(1))
+        .await
+        .unwrap();
+    let stale = store
+        .queue_work("m1", "inspect", None, at(5), at(1))
+        .await
+        .unwrap();
+    assert!(store.take_work("m2", at(10)).await.unwrap().is_empty());
+    let taken = store.take_work("m1", at(10)).await.unwrap();
+    assert_eq!(taken, vec![(live, "inspect".to_owned())]);
+    assert!(store.take_work("m1", at(11)).await.unwrap().is_empty());
+    assert_eq!(
+        store.work(stale, at(12)).await.unwrap().unwrap().state,
+        WorkState::Expired
+    );
+    let outcome = WorkOutcome::Failed("no".into());
+    assert!(
+        store
+            .finish_work("m2", live, &outcome, at(12))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let done = store
+        .finish_work("m1", live, &outcome, at(12))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.state, WorkState::Failed);
+    assert_eq!(done.error.as_deref(), Some("no"));
+    assert_eq!(done.hostname, "ws-1");
+    assert!(
+        store
+            .finish_work("m1", live, &outcome, at(13))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.work(999, at(13)).await.unwrap(), None);
+}
+
+async fn telemetry_is_written_within_a_flush_interval_and_readers_see_it_at_once(b: &Backend) {
+    with_machine(&**b).await;
+    b.touch_machine("m1", at(5_000)).await.unwrap();
+    b.record_heartbeat("m1", "{\"n\":1}", at(4_000))
+        .await
+        .unwrap();
+    // Nobody reads through the store: the flusher writes it by itself.
+    tokio::time::sleep(sql::FLUSH_INTERVAL + Duration::from_millis(500)).await;
+    assert_eq!(
+        b.scalar("SELECT last_seen_at FROM machines WHERE id = 'm1'")
+            .await,
+        5_000_000
+    );
+    assert_eq!(b.scalar("SELECT COUNT(*) FROM vitals").await, 1);
+
+    // A reader flushes first: what was acknowledged is what it sees.
+    b.record_heartbeat("m1", "{\"n\":2}", at(6_000))
+        .await
+        .unwrap();
+    let machine = b.machine("m1").await.unwrap().unwrap();
+    assert_eq!(machine.summary.last_seen_at, at(6_000));
+    assert_eq!(b.vitals("m1", 10).await.unwrap()[0].1, "{\"n\":2}");
+    // Last seen never moves back.
+    b.touch_machine("m1", at(5_500)).await.unwrap();
+    let machine = b.machine("m1").await.unwrap().unwrap();
+    assert_eq!(machine.summary.last_seen_at, at(6_000));
+}
+
+async fn an_identity_never_outlives_a_revocation_or_a_new_certificate(store: &Backend) {
+    with_two_machines(&**store).await;
+    let seen = store.machine_by_fingerprint("f1").await.unwrap().unwrap();
+    assert_eq!(seen.status, MachineStatus::Active);
+    assert!(store.revoke_machine("m1", at(2_000)).await.unwrap());
+    let seen = store.machine_by_fingerprint("f1").await.unwrap().unwrap();
+    assert_eq!(seen.status, MachineStatus::Revoked);
+
+    store.machine_by_fingerprint("f2").await.unwrap().unwrap();
+    assert!(
+        store
+            .renew_certificate("m2", "f3", at(3_000_000_000), at(2_000))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.machine_by_fingerprint("f2").await.unwrap(), None);
+    assert_eq!(
+        store
+            .machine_by_fingerprint("f3")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "m2"
+    );
+    // Only an active machine renews.
+    assert!(
+        !store
+            .renew_certificate("m1", "f4", at(3_000_000_000), at(2_000))
+            .await
+            .unwrap()
+    );
+}
+
+async fn vitals_history_is_bounded_per_machine(store: &Backend) {
+    with_two_machines(&**store).await;
+    for i in 0..(VITALS_HISTORY + 5) {
+        store
+            .record_heartbeat("m1", &format!("{{\"n\":{i}}}"), at(i))
+            .await
+            .unwrap();
+    }
+    store.record_heartbeat("m2", "{}", at(1)).await.unwrap();
+    let rows = store.vitals("m1", 5000).await.unwrap();
+    assert_eq!(rows.len() as i64, VITALS_HISTORY);
+    assert!(rows[0].1.contains(&format!("{}", VITALS_HISTORY + 4)));
+    assert_eq!(rows[0].0, at(VITALS_HISTORY + 4));
+    assert_eq!(store.vitals("m2", 10).await.unwrap().len(), 1);
+    assert_eq!(store.vitals("m1", 3).await.unwrap().len(), 3);
+}
+
+fn event(actor: &str, action: &str) -> NewAuditEntry {
+    NewAuditEntry {
+        actor: actor.into(),
+        action: action.into(),
+        subject: Some(format!("user:{actor}")),
+        detail: serde_json::json!({"z": 1, "a": [1, 2]}),
+    }
+}
+
+fn all() -> AuditFilter {
+    AuditFilter {
+        since: None,
+        actor: None,
+        after_seq: None,
+        limit: 1000,
+    }
+}
+
+/// Five audit entries at t = 10..=14 s, by admin, bob, admin, bob, admin.
+async fn with_audit(store: &dyn Store) {
+    for i in 0..5 {
+        let actor = if i % 2 == 0 { "admin" } else { "bob" };
+        store
+            .append_audit(&event(actor, "user.add"), at(10 + i))
+            .await
+            .unwrap();
+    }
+}
+
+async fn audit_entries_list_in_order_and_filter_and_page(store: &Backend) {
+    with_audit(&**store).await;
+    let listed = store.list_audit(&all()).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    let summary = audit::verify_chain(listed.clone(), None).unwrap();
+    assert_eq!(summary.entries, 5);
+    assert_eq!(summary.head, listed[4].hash);
+
+    let by_bob = AuditFilter {
+        actor: Some("bob".into()),
+        ..all()
+    };
+    let bob: Vec<u64> = store
+        .list_audit(&by_bob)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(bob, [2, 4]);
+    let since = AuditFilter {
+        since: Some(at(13)),
+        ..all()
+    };
+    assert_eq!(store.list_audit(&since).await.unwrap().len(), 2);
+    let page = AuditFilter {
+        after_seq: Some(2),
+        limit: 2,
+        ..all()
+    };
+    let page: Vec<u64> = store
+        .list_audit(&page)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(page, [3, 4]);
+}
+
+async fn a_tampered_audit_row_lists_as_an_altered_entry_instead_of_failing(b: &Backend) {
+    with_audit(&**b).await;
+    b.execute(
+        "UPDATE audit_log SET detail = 'not json' WHERE seq = 3",
+        "UPDATE audit_log SET detail = 'not json' WHERE seq = 3",
+    )
+    .await;
+    // Each database lets a tamperer break a row its own way: SQLite stores any type anywhere,
+    // PostgreSQL needs a constraint dropped first.
+    b.execute(
+        "UPDATE audit_log SET at = 'yesterday', subject = x'00ff' WHERE seq = 4",
+        "ALTER TABLE audit_log ALTER COLUMN hash DROP NOT NULL; \
+         UPDATE audit_log SET at = 9223372036854775807, hash = NULL WHERE seq = 4",
+    )
+    .await;
+    let listed = b.list_audit(&all()).await.unwrap();
+    assert_eq!(listed.len(), 5);
+    assert_eq!(listed[2].detail, serde_json::json!("not json"));
+    assert_eq!(listed[2].hash, format!("{UNREADABLE_PREFIX}detail"));
+    assert!(
+        listed[3].hash.starts_with(UNREADABLE_PREFIX),
+        "{}",
+        listed[3].hash
+    );
+    let err = audit::verify_chain(listed, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "entry 3 was altered: its stored detail cannot be read"
+    );
+}
+
+async fn a_changed_audit_detail_that_is_still_json_is_an_alteration(b: &Backend) {
+    with_audit(&**b).await;
+    let change = "UPDATE audit_log SET detail = '{\"a\":[1,2],\"z\":2}' WHERE seq = 2";
+    b.execute(change, change).await;
+    let err = audit::verify_chain(b.list_audit(&all()).await.unwrap(), None).unwrap_err();
+    assert_eq!(
+        err,
+        audit::ChainBreak::Altered {
+            seq: 2,
+            unreadable: None
+        }
+    );
+}
+
+async fn users_are_unique_and_revoked_users_stay_known(store: &Backend) {
+    assert!(!store.has_admin().await.unwrap());
+    let alice = TokenHash::of(&Secret::new("llu_alice"));
+    store
+        .add_user("alice", Role::Admin, &alice, at(1_000))
+        .await
+        .unwrap();
+    let bob = TokenHash::of(&Secret::new("llu_bob"));
+    store
+        .add_user("bob", Role::Technician, &bob, at(1_100))
+        .await
+        .unwrap();
+    assert!(store.has_admin().await.unwrap());
+    let other = TokenHash::of(&Secret::new("llu_other"));
+    assert!(matches!(
+        store
+            .add_user("alice", Role::Technician, &other, at(1_200))
+            .await,
+        Err(StoreError::UserExists(name)) if name == "alice"
+    ));
+    let found = store.user_by_token(&bob).await.unwrap().unwrap();
+    assert_eq!((found.name.as_str(), found.role), ("bob", Role::Technician));
+    assert!(!found.revoked);
+    assert!(store.revoke_user("bob", at(1_300)).await.unwrap());
+    assert!(!store.revoke_user("bob", at(1_400)).await.unwrap());
+    assert!(store.user_by_token(&bob).await.unwrap().unwrap().revoked);
+    assert_eq!(store.user_by_token(&other).await.unwrap(), None);
+    let users = store.list_users().await.unwrap();
+    let listed: Vec<(&str, Option<OffsetDateTime>)> = users
+        .iter()
+        .map(|u| (u.name.as_str(), u.revoked_at))
+        .collect();
+    assert_eq!(listed, [("alice", None), ("bob", Some(at(1_300)))]);
+}
+
+fn catalog(version: u64, digest: &str) -> NewCatalog {
+    NewCatalog {
+        version,
+        digest: digest.into(),
+        key_id: "key1".into(),
+        document: "{\"signed\":true}".into(),
+        actions: vec![
+            (
+                "restart-service".into(),
+                "{\"id\":\"restart-service\"}".into(),
+            ),
+            ("flush-dns".into(), "{\"id\":\"flush-dns\"}".into()),
+        ],
+    }
+}
+
+async fn catalogs_only_move_forward_and_actions_can_need_approval(store: &Backend) {
+    let key = CatalogKeyRecord {
+        key_id: "key1".into(),
+        public_key: "lifeline-catalog-key AAAA".into(),
+        endorsement: None,
+        added_by: "admin".into(),
+        added_at: at(1_000),
+    };
+    assert!(store.trust_catalog_key(&key).await.unwrap());
+    assert!(!store.trust_catalog_key(&key).await.unwrap());
+    assert_eq!(store.catalog_keys().await.unwrap(), [key]);
+    assert_eq!(store.current_catalog().await.unwrap(), None);
+
+    let published = store
+        .publish_catalog(&catalog(2, "d2"), "admin", at(1_100))
+        .await
+        .unwrap();
+    assert!(matches!(published, PublishOutcome::Published(ref c) if c.action_count == 2));
+    assert!(matches!(
+        store
+            .publish_catalog(&catalog(2, "d2"), "admin", at(1_200))
+            .await
+            .unwrap(),
+        PublishOutcome::Unchanged(ref c) if c.published_at == at(1_100)
+    ));
+    assert_eq!(
+        store
+            .publish_catalog(&catalog(2, "other"), "admin", at(1_200))
+            .await
+            .unwrap(),
+        PublishOutcome::VersionReused { version: 2 }
+    );
+    assert_eq!(
+        store
+            .publish_catalog(&catalog(1, "d1"), "admin", at(1_200))
+            .await
+            .unwrap(),
+        PublishOutcome::Rollback { current: 2 }
+    );
+    let current = store.current_catalog().await.unwrap().unwrap();
+    assert_eq!((current.version, current.digest.as_str()), (2, "d2"));
+
+    let actions = store.catalog_actions().await.unwrap();
+    let ids: Vec<&str> = actions.iter().map(|a| a.action_id.as_str()).collect();
+    assert_eq!(ids, ["flush-dns", "restart-service"]);
+    assert!(
+        actions
+            .iter()
+            .all(|a| !a.require_approval && a.catalog_version == 2)
+    );
+    store
+        .set_action_approval("restart-service", true, "admin", at(1_300))
+        .await
+        .unwrap();
+    let action = store
+        .catalog_action("restart-service")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(action.require_approval);
+    assert_eq!(action.signed, "{\"id\":\"restart-service\"}");
+    store
+        .set_action_approval("restart-service", false, "admin", at(1_400))
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .catalog_action("restart-service")
+            .await
+            .unwrap()
+            .unwrap()
+            .require_approval
+    );
+    assert_eq!(store.catalog_action("nope").await.unwrap(), None);
+
+    // A newer catalog replaces the actions.
+    let mut v3 = catalog(3, "d3");
+    v3.actions.truncate(1);
+    store
+        .publish_catalog(&v3, "admin", at(1_500))
+        .await
+        .unwrap();
+    assert_eq!(store.catalog_actions().await.unwrap().len(), 1);
+    assert_eq!(store.catalog_action("flush-dns").await.unwrap(), None);
+}
+
+fn run_request(run_id: &str, approval_until: Option<OffsetDateTime>) -> NewRunRecord {
+    NewRunRecord {
+        run_id: run_id.into(),
+        machine_id: "m1".into(),
+        action_id: "restart-service".into(),
+        signed_action: "{\"id\":\"restart-service\"}".into(),
+        params_json: "{\"unit\":\"cups.service\"}".into(),
+        requested_by: "bob".into(),
+        reason: Some("printing hangs".into()),
+        ticket: Some(1),
+        risk: "high".into(),
+        timeout_secs: 60,
+        approval_expires_at: approval_until,
+        dispatch_expires_at: at(5_000),
+    }
+}
+
+async fn runs_wait_for_approval_dispatch_once_and_end_on_their_ticket(store: &Backend) {
+    with_machine(&**store).await;
+    store.record_ticket(&ticket("k1"), at(1_100)).await.unwrap();
+    let direct = store
+        .create_run(&run_request("r1", None), at(2_000))
+        .await
+        .unwrap();
+    assert_eq!(direct.approval, "not_needed");
+    assert_eq!(direct.work_state, Some(WorkState::Queued));
+    assert_eq!(direct.hostname, "ws-1");
+    let pending = store
+        .create_run(&run_request("r2", Some(at(3_000))), at(2_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        (pending.approval.as_str(), pending.work_id),
+        ("pending", None)
+    );
+
+    let filter = |awaiting_approval, machine: Option<&str>| RunFilter {
+        awaiting_approval,
+        machine_id: machine.map(str::to_owned),
+        limit: 10,
+    };
+    let ids = |runs: Vec<RunRecord>| runs.iter().map(|r| r.id).collect::<Vec<_>>();
+    let waiting = store.runs(&filter(true, None), at(2_100)).await.unwrap();
+    assert_eq!(ids(waiting), [pending.id]);
+    let every = store
+        .runs(&filter(false, Some("m1")), at(2_100))
+        .await
+        .unwrap();
+    assert_eq!(ids(every), [pending.id, direct.id]);
+    assert!(
+        store
+            .runs(&filter(false, Some("m2")), at(2_100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let approved = store
+        .decide_run(pending.id, true, "admin", Some("ok"), at(5_000), at(2_200))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(approved.approval, "approved");
+    assert_eq!(approved.decided_by.as_deref(), Some("admin"));
+    let approved_work = approved.work_id.unwrap();
+    assert_eq!(
+        store
+            .decide_run(pending.id, false, "admin", None, at(5_000), at(2_200))
+            .await
+            .unwrap(),
+        None
+    );
+
+    let delivered = store.take_work("m1", at(2_300)).await.unwrap();
+    assert_eq!(delivered.len(), 2);
+    assert!(delivered.iter().all(|(_, kind)| kind == "run"));
+
+    let work_id = direct.work_id.unwrap();
+    assert!(
+        store
+            .run_progress("m1", work_id, "running", at(2_400))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .run_progress("m2", work_id, "running", at(2_400))
+            .await
+            .unwrap()
+    );
+    let running = store.run(direct.id, at(2_400)).await.unwrap().unwrap();
+    assert_eq!(running.stage.as_deref(), Some("running"));
+    assert_eq!(running.started_at, Some(at(2_400)));
+
+    let finish = RunFinish {
+        result: Some("{\"exit_code\":0}".into()),
+        work_error: None,
+        recheck: Some("{\"resolved\":[]}".into()),
+        note: "restart-service on ws-1: done".into(),
+    };
+    let ended = store
+        .finish_run("m1", work_id, &finish, at(2_500))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ended.work_state, Some(WorkState::Done));
+    assert_eq!(ended.result.as_deref(), Some("{\"exit_code\":0}"));
+    assert!(
+        store
+            .finish_run("m1", work_id, &finish, at(2_600))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.run_by_work(work_id).await.unwrap().unwrap().id,
+        direct.id
+    );
+    let timeline = store.ticket(1).await.unwrap().unwrap().comments;
+    let last = timeline.last().unwrap();
+    assert_eq!(
+        (last.author.as_str(), last.body.as_str()),
+        ("lifeline", "restart-service on ws-1: done")
+    );
+
+    // A request nobody answers expires; a delivered run whose agent stays silent past its
+    // timeout and the grace period fails.
+    let late = store
+        .create_run(&run_request("r3", Some(at(2_600))), at(2_500))
+        .await
+        .unwrap();
+    let expired = store.run(late.id, at(2_700)).await.unwrap().unwrap();
+    assert_eq!(expired.approval, "expired");
+    let silent_at = 2_300 + 60 + RUN_REPORT_GRACE_SECS;
+    let silent = store
+        .run(approved.id, at(silent_at))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(silent.work_state, Some(WorkState::Failed));
+    assert_eq!(silent.work_error.as_deref(), Some(RUN_SILENT_AGENT));
+    assert_eq!(silent.work_id, Some(approved_work));
+}
+
+async fn web_sessions_follow_their_user_and_end_when_stale(store: &Backend) {
+    let alice = TokenHash::of(&Secret::new("llu_alice"));
+    store
+        .add_user("alice", Role::Technician, &alice, at(1_000))
+        .await
+        .unwrap();
+    let session = |id: &str, expires| NewWebSession {
+        id_hash: TokenHash::of(&Secret::new(id)),
+        user: "alice".into(),
+        csrf_token: format!("csrf-{id}"),
+        created_at: at(1_000),
+        expires_at: expires,
+    };
+    let short = session("s1", at(2_000));
+    let long = session("s2", at(9_000));
+    store.create_web_session(&short).await.unwrap();
+    store.create_web_session(&long).await.unwrap();
+    store
+        .touch_web_session(&long.id_hash, at(1_500))
+        .await
+        .unwrap();
+    let found = store.web_session(&long.id_hash).await.unwrap().unwrap();
+    assert_eq!(
+        (found.user.as_str(), found.role, found.csrf_token.as_str()),
+        ("alice", Role::Technician, "csrf-s2")
+    );
+    assert_eq!(found.last_seen_at, at(1_500));
+    assert!(!found.user_revoked);
+    store.revoke_user("alice", at(1_600)).await.unwrap();
+    assert!(
+        store
+            .web_session(&long.id_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .user_revoked
+    );
+    // At t=2000 the short one is past its end; nothing was idle before t=1200.
+    assert_eq!(
+        store
+            .delete_stale_web_sessions(at(2_000), at(1_200))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(store.web_session(&short.id_hash).await.unwrap(), None);
+    assert!(store.delete_web_session(&long.id_hash).await.unwrap());
+    assert!(!store.delete_web_session(&long.id_hash).await.unwrap());
+}
+
+async fn the_latest_snapshot_is_the_newest_of_tickets_and_inspections(store: &Backend) {
+    with_machine(&**store).await;
+    assert_eq!(store.latest_snapshot("m1").await.unwrap(), None);
+    store.record_ticket(&ticket("k1"), at(1_100)).await.unwrap();
+    let (when, _) = store.latest_snapshot("m1").await.unwrap().unwrap();
+    assert_eq!(when, at(1_100));
+    let inspection = store
+        .queue_work("m1", "inspect", Some(1), at(3_000), at(1_200))
+        .await
+        .unwrap();
+    store.take_work("m1", at(1_300)).await.unwrap();
+    let fresh = serde_json::to_string(&Snapshot::empty(at(1_400), "fresh")).unwrap();
+    let done = store
+        .finish_work(
+            "m1",
+            inspection,
+            &WorkOutcome::Snapshot(fresh.clone()),
+            at(1_400),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.snapshot_json.as_deref(), Some(fresh.as_str()));
+    assert_eq!(done.ticket, Some(1));
+    let (when, document) = store.latest_snapshot("m1").await.unwrap().unwrap();
+    assert_eq!((when, document), (at(1_400), fresh));
+    // The inspection's snapshot is attached to its ticket, with a note.
+    let detail = store.ticket(1).await.unwrap().unwrap();
+    assert_eq!(detail.snapshots.len(), 2);
+    assert!(detail.comments[0].body.contains("fresh snapshot attached"));
+}
+
+// Several collectors on one PostgreSQL database: what only the PostgreSQL store promises.
+
+/// A cluster and `n` stores on its `postgres` database, as `n` collector processes would be.
+async fn collectors_sharing_one_database(n: usize) -> (PgCluster, Vec<Arc<dyn Store>>) {
+    let cluster = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+    for _ in 0..n {
+        let store = PostgresStore::open(&cluster.url("postgres")).await.unwrap();
+        stores.push(Arc::new(store));
+    }
+    (cluster, stores)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_collectors_number_tickets_sequentially_without_gaps_or_duplicates() {
+    let (_cluster, stores) = collectors_sharing_one_database(2).await;
+    with_machine(stores[0].as_ref()).await;
+    report_concurrently(&stores).await;
+    // Both see the same queue.
+    let seen = stores[1]
+        .list_tickets(&TicketFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 31);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_collectors_append_to_one_audit_chain() {
+    let (_cluster, stores) = collectors_sharing_one_database(2).await;
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let store = Arc::clone(&stores[i % 2]);
+        tasks.push(tokio::spawn(async move {
+            let actor = format!("collector-{}", i % 2);
+            store
+                .append_audit(&event(&actor, "user.add"), at(100 + i as i64))
+                .await
+                .unwrap()
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let listed = stores[1].list_audit(&all()).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=60).collect::<Vec<u64>>()
+    );
+    let mut verifier = ChainVerifier::new(None);
+    for entry in &listed {
+        verifier.push(entry);
+    }
+    let summary = verifier.finish().unwrap();
+    assert_eq!(summary.entries, 60);
+    assert_eq!(summary.head, listed[59].hash);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn work_polled_from_two_collectors_is_delivered_exactly_once() {
+    let (_cluster, stores) = collectors_sharing_one_database(2).await;
+    with_machine(stores[0].as_ref()).await;
+    let mut queued = Vec::new();
+    for i in 0..30 {
+        let id = stores[i % 2]
+            .queue_work("m1", "inspect", None, at(10_000), at(1))
+            .await
+            .unwrap();
+        queued.push(id);
+    }
+    // Twelve long-polls at once, six through each collector, while work is still queued.
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = Arc::clone(&stores[i % 2]);
+        tasks.push(tokio::spawn(async move {
+            store.take_work("m1", at(2)).await.unwrap()
+        }));
+    }
+    let mut delivered = Vec::new();
+    for task in tasks {
+        delivered.extend(task.await.unwrap().into_iter().map(|(id, _)| id));
+    }
+    delivered.sort_unstable();
+    queued.sort_unstable();
+    assert_eq!(delivered, queued, "every piece of work delivered once");
+    assert!(stores[0].take_work("m1", at(3)).await.unwrap().is_empty());
+    assert!(stores[1].take_work("m1", at(3)).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revocation_on_one_collector_holds_at_once_on_the_other() {
+    let (_cluster, stores) = collectors_sharing_one_database(2).await;
+    with_machine(stores[0].as_ref()).await;
+    let before = stores[1]
+        .machine_by_fingerprint("fp1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(before.status, MachineStatus::Active);
+    assert!(stores[0].revoke_machine("m1", at(2_000)).await.unwrap());
+    let after = stores[1]
+        .machine_by_fingerprint("fp1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.status, MachineStatus::Revoked);
+}

@@ -1,0 +1,325 @@
+//! Test fixtures shared by the collector's unit tests and the end-to-end tests: a throwaway
+//! PostgreSQL cluster.
+//!
+//! [`PgCluster::start`] runs `initdb` and `pg_ctl start` in a fresh temporary directory, on a
+//! free 127.0.0.1 port, with its socket in that directory; dropping it stops the server at once
+//! and removes the directory. The binaries come from PATH, else from the highest
+//! `/usr/lib/postgresql/*/bin`. `initdb` refuses to run as root, so under root (as in CI) the
+//! directory is handed to the `postgres` user and the binaries run through
+//! `runuser -u postgres --`. Without PostgreSQL the fixture fails with a message saying to
+//! install it: tests that need it fail rather than skip.
+
+// A test fixture, not production code: it starts the PostgreSQL server processes itself.
+#![allow(clippy::disallowed_methods)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Where the Debian/Ubuntu packages put each major version's server binaries.
+const DEBIAN_PG_ROOT: &str = "/usr/lib/postgresql";
+/// How long `pg_ctl start -w` may wait for the server to accept connections.
+const START_TIMEOUT_SECS: &str = "60";
+/// Attempts at starting on a fresh free port (another process may take the port in between).
+const START_ATTEMPTS: usize = 3;
+
+/// A PostgreSQL server of its own, for one test.
+#[derive(Debug)]
+pub struct PgCluster {
+    /// Holds the data directory, the socket and the log; removed on drop.
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    /// Run the binaries as the `postgres` user (we are root).
+    as_postgres: bool,
+    port: u16,
+}
+
+impl PgCluster {
+    /// Creates and starts a cluster with trust authentication for the superuser `postgres`.
+    pub fn start() -> Result<PgCluster, String> {
+        let bin = find_binaries(std::env::var_os("PATH"), Path::new(DEBIAN_PG_ROOT))?;
+        let as_postgres = rustix::process::geteuid().is_root();
+        // Under root the server runs as `postgres`, who must reach the directory: /tmp is
+        // open to everyone, a root-only TMPDIR may not be.
+        let dir = if as_postgres {
+            tempfile::Builder::new()
+                .prefix("lifeline-pg")
+                .tempdir_in("/tmp")
+        } else {
+            tempfile::Builder::new().prefix("lifeline-pg").tempdir()
+        }
+        .map_err(|e| format!("cannot create a directory for PostgreSQL: {e}"))?;
+        if as_postgres {
+            let (uid, gid) = postgres_user()?;
+            rustix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .map_err(|e| format!("cannot hand {} to postgres: {e}", dir.path().display()))?;
+        }
+        let mut cluster = PgCluster {
+            dir,
+            bin,
+            as_postgres,
+            port: 0,
+        };
+        let data = cluster.data_dir();
+        let out = cluster.run(
+            "initdb",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-A".as_ref(),
+                "trust".as_ref(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+                "-E".as_ref(),
+                "UTF8".as_ref(),
+                "--locale=C".as_ref(),
+                "--no-sync".as_ref(),
+            ],
+        )?;
+        check("initdb", &out)?;
+        let mut last_error = String::new();
+        for _ in 0..START_ATTEMPTS {
+            cluster.port = free_port()?;
+            match cluster.pg_ctl_start() {
+                Ok(()) => return Ok(cluster),
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// The server's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of database `db` as the superuser (no password: trust authentication).
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Creates database `name` (letters, digits and `_` only) and returns its URL.
+    pub fn create_database(&self, name: &str) -> Result<String, String> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(format!(
+                "database name {name:?}: use lower-case letters, digits and _"
+            ));
+        }
+        let port = self.port.to_string();
+        let out = self.run(
+            "createdb",
+            &[
+                "-h".as_ref(),
+                "127.0.0.1".as_ref(),
+                "-p".as_ref(),
+                port.as_ref(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+                name.as_ref(),
+            ],
+        )?;
+        check("createdb", &out)?;
+        Ok(self.url(name))
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log_file(&self) -> PathBuf {
+        self.dir.path().join("postgres.log")
+    }
+
+    fn pg_ctl_start(&self) -> Result<(), String> {
+        let data = self.data_dir();
+        let log = self.log_file();
+        // pg_ctl hands -o to the server through a shell: the temporary path has no spaces.
+        let server_options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let out = self.run(
+            "pg_ctl",
+            &[
+                "start".as_ref(),
+                "-w".as_ref(),
+                "-t".as_ref(),
+                START_TIMEOUT_SECS.as_ref(),
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-l".as_ref(),
+                log.as_os_str(),
+                "-o".as_ref(),
+                server_options.as_ref(),
+            ],
+        )?;
+        check("pg_ctl start", &out).map_err(|error| {
+            let log = std::fs::read_to_string(self.log_file()).unwrap_or_default();
+            format!("{error}\nserver log:\n{log}")
+        })
+    }
+
+    /// Runs one of the PostgreSQL binaries (as `postgres` when we are root).
+    fn run(&self, program: &str, args: &[&std::ffi::OsStr]) -> Result<Output, String> {
+        let path = self.bin.join(program);
+        let mut command = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("PGDATA")
+            .output()
+            .map_err(|e| {
+                if self.as_postgres {
+                    format!(
+                        "cannot run runuser (util-linux) for {}: {e}",
+                        path.display()
+                    )
+                } else {
+                    format!("cannot run {}: {e}", path.display())
+                }
+            })
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        if self.port == 0 {
+            return;
+        }
+        let data = self.data_dir();
+        let _ = self.run(
+            "pg_ctl",
+            &[
+                "stop".as_ref(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "-w".as_ref(),
+                "-D".as_ref(),
+                data.as_os_str(),
+            ],
+        );
+    }
+}
+
+fn check(what: &str, out: &Output) -> Result<(), String> {
+    if out.status.success() {
+        return Ok(());
+    }
+    let said = [&out.stderr, &out.stdout]
+        .iter()
+        .map(|bytes| String::from_utf8_lossy(bytes).trim().to_owned())
+        .filter(|text| !text.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    Err(format!("{what} failed ({}): {said}", out.status))
+}
+
+/// The directory holding `initdb` and `pg_ctl`: on `path` (PATH) first, then the highest
+/// version under `debian_root` (`/usr/lib/postgresql/VERSION/bin`).
+fn find_binaries(path: Option<std::ffi::OsString>, debian_root: &Path) -> Result<PathBuf, String> {
+    let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("pg_ctl").is_file();
+    if let Some(path) = path {
+        for dir in std::env::split_paths(&path) {
+            if has_both(&dir) {
+                // A symlink on PATH (/usr/local/bin/initdb) points at the real bin directory,
+                // where the other binaries (createdb) are too.
+                let real = std::fs::canonicalize(dir.join("initdb"))
+                    .ok()
+                    .and_then(|p| p.parent().map(Path::to_path_buf))
+                    .filter(|d| has_both(d));
+                return Ok(real.unwrap_or(dir));
+            }
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(debian_root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            has_both(&bin).then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).ok_or_else(|| {
+        format!(
+            "PostgreSQL server binaries (initdb, pg_ctl) are not on PATH nor in \
+             {}/*/bin: install the `postgresql` package (apt-get install postgresql) to run \
+             the PostgreSQL tests",
+            debian_root.display()
+        )
+    })
+}
+
+/// The `postgres` user's uid and gid, from /etc/passwd.
+fn postgres_user() -> Result<(rustix::fs::Uid, rustix::fs::Gid), String> {
+    let passwd = std::fs::read_to_string("/etc/passwd")
+        .map_err(|e| format!("cannot read /etc/passwd: {e}"))?;
+    passwd
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            if fields.next()? != "postgres" {
+                return None;
+            }
+            let uid = fields.nth(1)?.parse().ok()?;
+            let gid = fields.next()?.parse().ok()?;
+            Some((
+                rustix::fs::Uid::from_raw(uid),
+                rustix::fs::Gid::from_raw(gid),
+            ))
+        })
+        .ok_or_else(|| {
+            "initdb refuses to run as root and there is no `postgres` user to run it as: \
+             install the `postgresql` package (it creates the user)"
+                .to_owned()
+        })
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binaries_come_from_the_highest_version_and_their_absence_says_what_to_install() {
+        let root = tempfile::tempdir().unwrap();
+        let err = find_binaries(None, root.path()).unwrap_err();
+        assert!(err.contains("install the `postgresql` package"), "{err}");
+        for version in ["9", "15", "13", "16-broken"] {
+            let bin = root.path().join(version).join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::write(bin.join("initdb"), "").unwrap();
+            std::fs::write(bin.join("pg_ctl"), "").unwrap();
+        }
+        let empty_path = Some(std::ffi::OsString::from(root.path().join("nothing-here")));
+        assert_eq!(
+            find_binaries(empty_path, root.path()).unwrap(),
+            root.path().join("15/bin")
+        );
+        let on_path = Some(std::ffi::OsString::from(root.path().join("9/bin")));
+        assert_eq!(
+            find_binaries(on_path, root.path()).unwrap(),
+            root.path().join("9/bin")
+        );
+    }
+}

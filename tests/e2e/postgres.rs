@@ -1,0 +1,133 @@
+//! `lifeline-collector serve --database postgres://...`: the real collector on a throwaway
+//! PostgreSQL cluster, through the whole path a help desk uses, and across a restart; bad
+//! database URLs refused with the flag named and the password never shown.
+
+use std::process::Command;
+
+use lifeline_collector::bootstrap::DATABASE_FILE;
+use lifeline_collector::testing::PgCluster;
+
+use crate::binaries;
+use crate::harness::{TestAgent, TestCollector, assert_success};
+
+/// Trust authentication ignores it, so it can stand in for a real one that must never show.
+const PASSWORD: &str = "pg-Secret-4711";
+
+fn cluster_with_database() -> (PgCluster, String) {
+    let cluster = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let url = cluster.create_database("lifeline").unwrap();
+    let with_password = url.replace("postgres@", &format!("postgres:{PASSWORD}@"));
+    (cluster, with_password)
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_collector_on_postgresql_serves_the_help_desk_and_keeps_everything_across_a_restart() {
+    let (_cluster, url) = cluster_with_database();
+    let collector = TestCollector::spawn_with(&["--database", &url]);
+    assert!(
+        !collector.data_dir().join(DATABASE_FILE).exists(),
+        "the data lives in PostgreSQL, not in an SQLite file"
+    );
+    let agent = TestAgent::enrolled(&collector);
+
+    let out = agent.run(&["report", "Printer shows error 0x61", "--urgency", "high"]);
+    assert_success(&out, "lifeline-agent report");
+    assert_eq!(stdout(&out).trim(), "#1");
+    let list = collector.cli_json(&["tickets", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["machine_id"], agent.machine_id.as_str());
+    let shown = collector.cli_ok(&["tickets", "show", "1"]);
+    assert!(shown.contains("Printer shows error 0x61"), "{shown}");
+    assert!(
+        shown.contains("[system]"),
+        "the snapshot is stored: {shown}"
+    );
+    collector.cli_ok(&["tickets", "comment", "1", "Replacing the toner"]);
+    collector.cli_ok(&["tickets", "update", "1", "--status", "in_progress"]);
+    let machines = collector.cli_json(&["machines", "list"]);
+    assert_eq!(machines[0]["id"], agent.machine_id.as_str());
+    let verified = collector.cli_ok(&["audit", "verify"]);
+    assert!(verified.contains("--head"), "{verified}");
+
+    // Started again on the same database (here through the configuration file).
+    let config = collector.data_dir().with_file_name("collector.toml");
+    std::fs::write(&config, format!("database = \"{url}\"\n")).unwrap();
+    let collector = collector.restart_with(&["--config", config.to_str().unwrap()]);
+    let ticket = collector.cli_json(&["tickets", "show", "1"]);
+    assert_eq!(ticket["status"], "in_progress");
+    assert_eq!(ticket["comments"][0]["body"], "Replacing the toner");
+    let out = agent.run(&["report", "Still no printing"]);
+    assert_success(&out, "report after restart");
+    assert_eq!(stdout(&out).trim(), "#2", "numbers go on where they were");
+    collector.cli_ok(&["audit", "verify"]);
+    let audit = collector.cli_json(&["audit", "list"]);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["enrollment_token.create", "user.add", "machine.enroll"],
+        "first start and the enrollment, once"
+    );
+
+    let printed = format!("{}{}", collector.stdout.lock().unwrap(), collector.log());
+    assert!(
+        printed.contains("postgres://postgres:***@127.0.0.1"),
+        "the log names the database: {printed}"
+    );
+    assert!(
+        !printed.contains(PASSWORD),
+        "the password leaked: {printed}"
+    );
+}
+
+#[test]
+fn a_bad_or_unreachable_database_is_refused_with_the_password_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |database: &str| {
+        Command::new(binaries::collector())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--database", database])
+            .env_remove("LIFELINE_DATABASE")
+            .output()
+            .unwrap()
+    };
+
+    let out = serve(&format!("mysql://admin:{PASSWORD}@db/lifeline"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--database") && stderr.contains("unknown database scheme `mysql`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "nothing is created");
+
+    // Nothing listens on this port (bound and released just now).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = serve(&format!(
+        "postgres://lifeline:{PASSWORD}@127.0.0.1:{port}/lifeline"
+    ));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot open the database postgres://lifeline:***@127.0.0.1:{port}/lifeline"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
