@@ -26,13 +26,15 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AuditFilter, CatalogKeyRecord, CatalogRecord, Enrollment, EnrollmentRefusal, MachineRecord,
-    NewAuditEntry, NewCatalog, NewRunRecord, NewWebSession, PublishOutcome, RUN_REPORT_GRACE_SECS,
-    RUN_SILENT_AGENT, RecordedTicket, RunFilter, RunFinish, RunRecord, Store, StoreError,
-    StoreFuture, StoredAction, TicketRecord, UserRecord, VITALS_HISTORY, WebSessionRecord,
-    WorkOutcome, WorkRecord,
+    AuditFilter, AutoEscalation, CatalogKeyRecord, CatalogRecord, Enrollment, EnrollmentRefusal,
+    EscalateOutcome, Escalation, MachineRecord, NewAuditEntry, NewCatalog, NewRunRecord,
+    NewWebSession, PublishOutcome, RUN_REPORT_GRACE_SECS, RUN_SILENT_AGENT, RecordedTicket,
+    RunFilter, RunFinish, RunRecord, Store, StoreError, StoreFuture, StoredAction, TicketFields,
+    TicketRecord, UserRecord, VITALS_HISTORY, WebSessionRecord, WorkOutcome, WorkRecord,
 };
 use crate::secret::TokenHash;
+use crate::sla::{Policy, Schedule, SlaRecord};
+use lifeline_shared::v1::sla::SlaTarget;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -48,6 +50,8 @@ pub struct SqliteStore {
     telemetry: std::sync::Arc<Telemetry>,
     /// Machines by certificate fingerprint, for the lookup every agent request makes.
     identities: std::sync::Arc<IdentityCache>,
+    /// The service-level policy due times are computed with (`apply_sla_policy`).
+    sla: std::sync::Arc<std::sync::RwLock<std::sync::Arc<Policy>>>,
 }
 
 /// Machines by certificate fingerprint. Every change of a machine's certificate or status goes
@@ -127,7 +131,18 @@ impl SqliteStore {
             audit: std::sync::Arc::default(),
             telemetry,
             identities: std::sync::Arc::default(),
+            sla: std::sync::Arc::default(),
         })
+    }
+
+    /// The service-level policy in force.
+    fn policy(&self) -> std::sync::Arc<Policy> {
+        std::sync::Arc::clone(
+            &self
+                .sla
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 }
 
@@ -164,13 +179,134 @@ fn to_i64(value: u64) -> i64 {
 macro_rules! ticket_columns {
     () => {
         "t.number, t.machine_id, m.hostname, t.description, t.urgency, t.priority, t.status, \
-         t.tier, t.assignee, t.worst_finding, t.created_at, t.updated_at"
+         t.tier, t.assignee, t.worst_finding, t.created_at, t.updated_at, t.first_response_at, \
+         t.resolved_at, t.first_response_due_at, t.resolution_due_at, t.sla_paused_at, \
+         t.sla_paused_ms, t.first_response_escalated, t.resolution_escalated"
     };
 }
 
-fn ticket_summary(row: &SqliteRow) -> Result<TicketSummary, StoreError> {
+/// Columns of a ticket's service-level clocks (see [`sla_record`]).
+macro_rules! clock_columns {
+    () => {
+        "number, created_at, priority, status, tier, assignee, first_response_at, resolved_at, \
+         first_response_due_at, resolution_due_at, sla_paused_at, sla_paused_ms, \
+         first_response_escalated, resolution_escalated, first_response_risk_at, \
+         resolution_risk_at"
+    };
+}
+
+/// The soonest due time of a target not yet met, NULL while paused or when both are met: what
+/// `sort=due` orders by.
+macro_rules! next_due {
+    () => {
+        "(CASE WHEN t.first_response_at IS NULL AND t.first_response_due_at IS NOT NULL \
+              AND (t.resolved_at IS NOT NULL OR t.resolution_due_at IS NULL \
+                   OR t.first_response_due_at <= t.resolution_due_at) \
+            THEN t.first_response_due_at \
+            WHEN t.resolved_at IS NULL THEN t.resolution_due_at END)"
+    };
+}
+
+fn parse_tier(tier: i64) -> Result<Tier, StoreError> {
+    u8::try_from(tier)
+        .ok()
+        .and_then(|t| Tier::new(t).ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("tier {tier}")))
+}
+
+/// A ticket's service-level clocks from a row with [`clock_columns`] (or [`ticket_columns`]).
+fn sla_record(row: &SqliteRow) -> Result<SlaRecord, StoreError> {
+    let flag = |name: &str| -> Result<bool, StoreError> { Ok(row.try_get::<i64, _>(name)? != 0) };
+    Ok(SlaRecord {
+        created_at: from_millis(row.try_get("created_at")?)?,
+        priority: parse::<Priority>(row.try_get("priority")?)?,
+        status: parse::<TicketStatus>(row.try_get("status")?)?,
+        tier: parse_tier(row.try_get("tier")?)?,
+        paused_at: opt_from_millis(row.try_get("sla_paused_at")?)?,
+        paused: time::Duration::milliseconds(row.try_get("sla_paused_ms")?),
+        first_response_at: opt_from_millis(row.try_get("first_response_at")?)?,
+        resolved_at: opt_from_millis(row.try_get("resolved_at")?)?,
+        first_response_due_at: opt_from_millis(row.try_get("first_response_due_at")?)?,
+        resolution_due_at: opt_from_millis(row.try_get("resolution_due_at")?)?,
+        first_response_escalated: flag("first_response_escalated")?,
+        resolution_escalated: flag("resolution_escalated")?,
+    })
+}
+
+/// Loads ticket `number`'s clocks and assignee inside a transaction.
+async fn load_clocks(
+    conn: &mut SqliteConnection,
+    number: u64,
+) -> Result<Option<(SlaRecord, Option<String>)>, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        clock_columns!(),
+        " FROM tickets WHERE number = $1"
+    ))
+    .bind(to_i64(number))
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| Ok((sla_record(&row)?, row.try_get("assignee")?)))
+        .transpose()
+}
+
+/// Writes a ticket's clocks and the schedule computed from them.
+async fn save_clocks(
+    conn: &mut SqliteConnection,
+    number: u64,
+    record: &SlaRecord,
+    schedule: &Schedule,
+) -> Result<(), StoreError> {
+    let opt = |t: Option<OffsetDateTime>| t.map(millis);
+    sqlx::query(
+        "UPDATE tickets SET first_response_at = $1, resolved_at = $2, sla_paused_at = $3, \
+            sla_paused_ms = $4, first_response_due_at = $5, first_response_risk_at = $6, \
+            resolution_due_at = $7, resolution_risk_at = $8 \
+         WHERE number = $9",
+    )
+    .bind(opt(record.first_response_at))
+    .bind(opt(record.resolved_at))
+    .bind(opt(record.paused_at))
+    .bind(i64::try_from(record.paused.whole_milliseconds()).unwrap_or(i64::MAX))
+    .bind(opt(schedule.first_response_due_at))
+    .bind(opt(schedule.first_response_risk_at))
+    .bind(opt(schedule.resolution_due_at))
+    .bind(opt(schedule.resolution_risk_at))
+    .bind(to_i64(number))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Starts a ticket transaction with a write, so SQLite takes the write lock before anything is
+/// read (a read-then-write transaction could fail on a concurrent writer instead of waiting).
+/// `None` (rolled back) when no such ticket exists.
+async fn begin_ticket_change(
+    pool: &SqlitePool,
+    number: u64,
+    now: OffsetDateTime,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Sqlite>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let touched = sqlx::query("UPDATE tickets SET updated_at = $1 WHERE number = $2")
+        .bind(millis(now))
+        .bind(to_i64(number))
+        .execute(&mut *tx)
+        .await?;
+    if touched.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    Ok(Some(tx))
+}
+
+fn ticket_summary(
+    row: &SqliteRow,
+    policy: &Policy,
+    now: OffsetDateTime,
+) -> Result<TicketSummary, StoreError> {
     let tier: i64 = row.try_get("tier")?;
     let worst: Option<String> = row.try_get("worst_finding")?;
+    let clocks = sla_record(row)?;
     Ok(TicketSummary {
         number: to_u64(row.try_get("number")?)?,
         machine_id: row.try_get("machine_id")?,
@@ -179,14 +315,12 @@ fn ticket_summary(row: &SqliteRow) -> Result<TicketSummary, StoreError> {
         urgency: parse::<Urgency>(row.try_get("urgency")?)?,
         priority: parse::<Priority>(row.try_get("priority")?)?,
         status: parse::<TicketStatus>(row.try_get("status")?)?,
-        tier: u8::try_from(tier)
-            .ok()
-            .and_then(|t| Tier::new(t).ok())
-            .ok_or_else(|| StoreError::Corrupt(format!("tier {tier}")))?,
+        tier: parse_tier(tier)?,
         assignee: row.try_get("assignee")?,
         worst_finding: worst.as_deref().map(parse_severity).transpose()?,
         created_at: from_millis(row.try_get("created_at")?)?,
         updated_at: from_millis(row.try_get("updated_at")?)?,
+        sla: Some(policy.view(&clocks, now)),
     })
 }
 
@@ -388,6 +522,7 @@ async fn flush_loop(pool: SqlitePool, telemetry: std::sync::Weak<Telemetry>) {
 struct IngestJob {
     ticket: TicketRecord,
     now: OffsetDateTime,
+    sla: std::sync::Arc<Policy>,
     reply: oneshot::Sender<Result<RecordedTicket, StoreError>>,
 }
 
@@ -434,7 +569,7 @@ async fn write_batch(
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-        match insert_ticket(&mut savepoint, &job.ticket, job.now).await {
+        match insert_ticket(&mut savepoint, &job.ticket, &job.sla, job.now).await {
             Ok(recorded) => {
                 savepoint.commit().await?;
                 results.push(Ok(recorded));
@@ -453,6 +588,7 @@ async fn write_batch(
 async fn insert_ticket(
     conn: &mut SqliteConnection,
     ticket: &TicketRecord,
+    sla: &Policy,
     now: OffsetDateTime,
 ) -> Result<RecordedTicket, StoreError> {
     let findings = serde_json::to_string(&ticket.findings)
@@ -471,10 +607,14 @@ async fn insert_ticket(
             created: false,
         });
     }
+    let schedule = sla.schedule(&mut SlaRecord::new(now, priority), now);
+    let opt = |t: Option<OffsetDateTime>| t.map(millis);
     let row = sqlx::query(
         "INSERT INTO tickets (machine_id, idempotency_key, os_user, description, urgency, \
-            priority, status, tier, worst_finding, findings, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'new', 1, $7, $8, $9, $9) \
+            priority, status, tier, worst_finding, findings, created_at, updated_at, \
+            first_response_due_at, first_response_risk_at, resolution_due_at, \
+            resolution_risk_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'new', 1, $7, $8, $9, $9, $10, $11, $12, $13) \
          RETURNING number",
     )
     .bind(&ticket.machine_id)
@@ -486,6 +626,10 @@ async fn insert_ticket(
     .bind(ticket.worst_finding.map(|s| s.as_str()))
     .bind(findings)
     .bind(millis(now))
+    .bind(opt(schedule.first_response_due_at))
+    .bind(opt(schedule.first_response_risk_at))
+    .bind(opt(schedule.resolution_due_at))
+    .bind(opt(schedule.resolution_risk_at))
     .fetch_one(&mut *conn)
     .await?;
     let number: i64 = row.try_get("number")?;
@@ -761,7 +905,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn machine<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<MachineDetail>> {
+    fn machine<'a>(
+        &'a self,
+        id: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<MachineDetail>> {
         Box::pin(async move {
             self.telemetry.flush(&self.pool).await?;
             let row = sqlx::query(concat!(
@@ -776,10 +924,13 @@ impl Store for SqliteStore {
             let summary = machine_summary(&row)?;
             let revoked_at = opt_from_millis(row.try_get("revoked_at")?)?;
             let tickets = self
-                .list_tickets(&TicketFilter {
-                    machine: Some(id.to_owned()),
-                    ..TicketFilter::default()
-                })
+                .list_tickets(
+                    &TicketFilter {
+                        machine: Some(id.to_owned()),
+                        ..TicketFilter::default()
+                    },
+                    now,
+                )
                 .await?;
             Ok(Some(MachineDetail {
                 summary,
@@ -846,6 +997,7 @@ impl Store for SqliteStore {
             let job = IngestJob {
                 ticket: ticket.clone(),
                 now,
+                sla: self.policy(),
                 reply,
             };
             self.ingest
@@ -856,7 +1008,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn list_tickets<'a>(&'a self, filter: &'a TicketFilter) -> StoreFuture<'a, Vec<TicketSummary>> {
+    fn list_tickets<'a>(
+        &'a self,
+        filter: &'a TicketFilter,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Vec<TicketSummary>> {
         Box::pin(async move {
             // Search: a ticket number (`12`, `#12`), a reference (`LL-7KQ2-M9XD`, matched on the
             // idempotency key it encodes), or text in the description or host name.
@@ -882,6 +1038,12 @@ impl Store for SqliteStore {
                    CASE WHEN $9 = 'priority' THEN (CASE t.priority WHEN 'critical' THEN 4 \
                         WHEN 'high' THEN 3 WHEN 'normal' THEN 2 ELSE 1 END) ELSE 0 END DESC, \
                    CASE WHEN $9 = 'age' THEN t.number ELSE 0 END ASC, \
+                   CASE WHEN $9 = 'due' THEN (CASE WHEN ",
+                next_due!(),
+                " IS NULL THEN 1 ELSE 0 END) ELSE 0 END ASC, \
+                   CASE WHEN $9 = 'due' THEN ",
+                next_due!(),
+                " ELSE 0 END ASC, \
                    t.number DESC"
             ))
             .bind(filter.status.map(|s| s.as_str()))
@@ -895,24 +1057,26 @@ impl Store for SqliteStore {
             .bind(filter.sort.map(|s| s.as_str()))
             .fetch_all(&self.pool)
             .await?;
-            rows.iter().map(ticket_summary).collect()
+            let policy = self.policy();
+            rows.iter()
+                .map(|row| ticket_summary(row, &policy, now))
+                .collect()
         })
     }
 
-    fn ticket(&self, number: u64) -> StoreFuture<'_, Option<TicketDetail>> {
+    fn ticket(&self, number: u64, now: OffsetDateTime) -> StoreFuture<'_, Option<TicketDetail>> {
         Box::pin(async move {
             let row = sqlx::query(concat!(
                 "SELECT ",
                 ticket_columns!(),
-                ", t.os_user, t.findings, t.first_response_at, \
-                    t.resolved_at \
+                ", t.os_user, t.findings \
                  FROM tickets t JOIN machines m ON m.id = t.machine_id WHERE t.number = $1"
             ))
             .bind(to_i64(number))
             .fetch_optional(&self.pool)
             .await?;
             let Some(row) = row else { return Ok(None) };
-            let summary = ticket_summary(&row)?;
+            let summary = ticket_summary(&row, &self.policy(), now)?;
             let findings: Vec<Finding> = serde_json::from_str(row.try_get::<&str, _>("findings")?)
                 .map_err(|e| StoreError::Corrupt(format!("findings of #{number}: {e}")))?;
             let comments = sqlx::query(
@@ -973,41 +1137,62 @@ impl Store for SqliteStore {
         &'a self,
         number: u64,
         update: &'a TicketUpdate,
+        by: &'a str,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<()>> {
         Box::pin(async move {
-            let resolving = update
-                .status
-                .map(|s| matches!(s, TicketStatus::Resolved | TicketStatus::Closed));
-            let assignee = update
-                .assignee
-                .as_deref()
-                .map(|a| if a.is_empty() { None } else { Some(a) });
-            // resolved_at: set when moving to resolved/closed (kept if already set), cleared when
-            // a ticket is reopened. first_response_at: the first change a technician makes.
-            let done = sqlx::query(
-                "UPDATE tickets SET \
-                    status = COALESCE($1, status), \
-                    priority = COALESCE($2, priority), \
-                    tier = COALESCE($3, tier), \
-                    assignee = CASE WHEN $4 THEN $5 ELSE assignee END, \
-                    resolved_at = CASE WHEN $6 IS NULL THEN resolved_at \
-                                       WHEN $6 THEN COALESCE(resolved_at, $7) ELSE NULL END, \
-                    first_response_at = COALESCE(first_response_at, $7), \
-                    updated_at = $7 \
-                 WHERE number = $8",
+            let policy = self.policy();
+            let Some(mut tx) = begin_ticket_change(&self.pool, number, now).await? else {
+                return Ok(None);
+            };
+            let (mut clocks, assignee) = load_clocks(&mut tx, number)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("ticket #{number} vanished")))?;
+            let before = TicketFields {
+                status: clocks.status,
+                priority: clocks.priority,
+                tier: clocks.tier,
+                assignee,
+            };
+            // A status change is a response and stops or restarts the clocks; resolved_at is
+            // set when moving to resolved/closed (kept if already set) and cleared on reopening.
+            if let Some(status) = update.status {
+                clocks.set_status(status, &policy.calendar, now);
+            }
+            if let Some(priority) = update.priority {
+                clocks.priority = priority;
+            }
+            if let Some(tier) = update.tier {
+                clocks.tier = tier;
+            }
+            let after = TicketFields {
+                status: clocks.status,
+                priority: clocks.priority,
+                tier: clocks.tier,
+                assignee: match update.assignee.as_deref() {
+                    Some("") => None,
+                    Some(name) => Some(name.to_owned()),
+                    None => before.assignee.clone(),
+                },
+            };
+            let schedule = policy.schedule(&mut clocks, now);
+            sqlx::query(
+                "UPDATE tickets SET status = $1, priority = $2, tier = $3, assignee = $4 \
+                 WHERE number = $5",
             )
-            .bind(update.status.map(|s| s.as_str()))
-            .bind(update.priority.map(|p| p.as_str()))
-            .bind(update.tier.map(|t| i64::from(t.get())))
-            .bind(assignee.is_some())
-            .bind(assignee.flatten())
-            .bind(resolving)
-            .bind(millis(now))
+            .bind(after.status.as_str())
+            .bind(after.priority.as_str())
+            .bind(i64::from(after.tier.get()))
+            .bind(after.assignee.as_deref())
             .bind(to_i64(number))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-            Ok((done.rows_affected() > 0).then_some(()))
+            save_clocks(&mut tx, number, &clocks, &schedule).await?;
+            if let Some(note) = super::change_note(by, &before, &after) {
+                add_note(&mut tx, to_i64(number), &note, now).await?;
+            }
+            tx.commit().await?;
+            Ok(Some(()))
         })
     }
 
@@ -1018,7 +1203,15 @@ impl Store for SqliteStore {
         body: &'a str,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(insert_comment(&self.pool, number, author, body, false, now))
+        Box::pin(insert_comment(
+            &self.pool,
+            number,
+            author,
+            body,
+            false,
+            self.policy(),
+            now,
+        ))
     }
 
     fn record_heartbeat<'a>(
@@ -1635,7 +1828,15 @@ impl Store for SqliteStore {
         body: &'a str,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(insert_comment(&self.pool, number, author, body, true, now))
+        Box::pin(insert_comment(
+            &self.pool,
+            number,
+            author,
+            body,
+            true,
+            self.policy(),
+            now,
+        ))
     }
 
     fn machine_tickets<'a>(
@@ -1816,6 +2017,157 @@ impl Store for SqliteStore {
                 .fetch_optional(&self.pool)
                 .await?;
             Ok(row.map(|r| r.try_get::<Vec<u8>, _>("png")).transpose()?)
+        })
+    }
+
+    // Service levels and escalation (issue 9).
+
+    fn apply_sla_policy(
+        &self,
+        policy: std::sync::Arc<Policy>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            *self
+                .sla
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                std::sync::Arc::clone(&policy);
+            // Runs at start, before the collector answers requests: nothing writes meanwhile.
+            let mut tx = self.pool.begin().await?;
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                clock_columns!(),
+                " FROM tickets WHERE resolved_at IS NULL OR first_response_due_at IS NULL \
+                    OR resolution_due_at IS NULL"
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut changed = 0;
+            for row in &rows {
+                let mut clocks = sla_record(row)?;
+                let stored = Schedule {
+                    first_response_due_at: clocks.first_response_due_at,
+                    first_response_risk_at: opt_from_millis(
+                        row.try_get("first_response_risk_at")?,
+                    )?,
+                    resolution_due_at: clocks.resolution_due_at,
+                    resolution_risk_at: opt_from_millis(row.try_get("resolution_risk_at")?)?,
+                };
+                let schedule = policy.schedule(&mut clocks, now);
+                if schedule != stored {
+                    let number = to_u64(row.try_get("number")?)?;
+                    save_clocks(&mut tx, number, &clocks, &schedule).await?;
+                    changed += 1;
+                }
+            }
+            tx.commit().await?;
+            Ok(changed)
+        })
+    }
+
+    fn escalate_ticket<'a>(
+        &'a self,
+        number: u64,
+        escalation: &'a Escalation,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, EscalateOutcome> {
+        Box::pin(async move {
+            let Some(mut tx) = begin_ticket_change(&self.pool, number, now).await? else {
+                return Ok(EscalateOutcome::NotFound);
+            };
+            let (clocks, _) = load_clocks(&mut tx, number)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("ticket #{number} vanished")))?;
+            let refused = if matches!(clocks.status, TicketStatus::Resolved | TicketStatus::Closed)
+            {
+                Some(EscalateOutcome::Finished {
+                    status: clocks.status,
+                })
+            } else if escalation.to_tier <= clocks.tier {
+                Some(EscalateOutcome::NotHigher {
+                    current: clocks.tier,
+                })
+            } else {
+                None
+            };
+            if let Some(refused) = refused {
+                tx.rollback().await?;
+                return Ok(refused);
+            }
+            sqlx::query("UPDATE tickets SET tier = $1, assignee = $2 WHERE number = $3")
+                .bind(i64::from(escalation.to_tier.get()))
+                .bind(escalation.assignee.as_deref())
+                .bind(to_i64(number))
+                .execute(&mut *tx)
+                .await?;
+            let note = super::escalation_note(clocks.tier, escalation);
+            add_note(&mut tx, to_i64(number), &note, now).await?;
+            tx.commit().await?;
+            Ok(EscalateOutcome::Escalated { from: clocks.tier })
+        })
+    }
+
+    fn auto_escalate(&self, now: OffsetDateTime) -> StoreFuture<'_, Vec<AutoEscalation>> {
+        Box::pin(async move {
+            let policy = self.policy();
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                clock_columns!(),
+                " FROM tickets WHERE tier < 3 AND sla_paused_at IS NULL AND ( \
+                    (first_response_at IS NULL AND first_response_escalated = 0 \
+                        AND first_response_risk_at <= $1) \
+                    OR (resolved_at IS NULL AND resolution_escalated = 0 \
+                        AND resolution_risk_at <= $1)) \
+                 ORDER BY number"
+            ))
+            .bind(millis(now))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut done = Vec::new();
+            for row in &rows {
+                let clocks = sla_record(row)?;
+                let targets = policy.escalations(&clocks, now);
+                if targets.is_empty() {
+                    continue;
+                }
+                let number = to_u64(row.try_get("number")?)?;
+                let to = Tier::new(clocks.tier.get() + 1)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let marks =
+                    |which| clocks.escalated(which) || targets.iter().any(|t| t.target == which);
+                let mut tx = self.pool.begin().await?;
+                // Moves only if nobody (another collector, a technician) changed it meanwhile.
+                let moved = sqlx::query(
+                    "UPDATE tickets SET tier = $1, first_response_escalated = $2, \
+                        resolution_escalated = $3 \
+                     WHERE number = $4 AND tier = $5 AND first_response_escalated = $6 \
+                        AND resolution_escalated = $7 AND sla_paused_at IS NULL",
+                )
+                .bind(i64::from(to.get()))
+                .bind(i64::from(marks(SlaTarget::FirstResponse)))
+                .bind(i64::from(marks(SlaTarget::Resolution)))
+                .bind(to_i64(number))
+                .bind(i64::from(clocks.tier.get()))
+                .bind(i64::from(clocks.first_response_escalated))
+                .bind(i64::from(clocks.resolution_escalated))
+                .execute(&mut *tx)
+                .await?;
+                if moved.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    continue;
+                }
+                let escalation = AutoEscalation {
+                    number,
+                    from: clocks.tier,
+                    to,
+                    targets,
+                };
+                add_note(&mut tx, to_i64(number), &escalation.note(), now).await?;
+                tx.commit().await?;
+                done.push(escalation);
+            }
+            Ok(done)
         })
     }
 }
@@ -2080,21 +2432,18 @@ async fn insert_comment(
     author: &str,
     body: &str,
     public: bool,
+    sla: std::sync::Arc<Policy>,
     now: OffsetDateTime,
 ) -> Result<bool, StoreError> {
-    let mut tx = pool.begin().await?;
-    let done = sqlx::query(
-        "UPDATE tickets SET updated_at = $1, \
-            first_response_at = COALESCE(first_response_at, $1) WHERE number = $2",
-    )
-    .bind(millis(now))
-    .bind(to_i64(number))
-    .execute(&mut *tx)
-    .await?;
-    if done.rows_affected() == 0 {
-        tx.rollback().await?;
+    let Some(mut tx) = begin_ticket_change(pool, number, now).await? else {
         return Ok(false);
-    }
+    };
+    let (mut clocks, _) = load_clocks(&mut tx, number)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("ticket #{number} vanished")))?;
+    clocks.respond(now);
+    let schedule = sla.schedule(&mut clocks, now);
+    save_clocks(&mut tx, number, &clocks, &schedule).await?;
     sqlx::query(
         "INSERT INTO comments (ticket_number, author, body, public, created_at) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -2212,9 +2561,23 @@ mod tests {
         };
         store.record_ticket(&with, at(1_100)).await.unwrap();
         store.record_ticket(&ticket("k2"), at(1_200)).await.unwrap();
-        assert!(store.ticket(1).await.unwrap().unwrap().has_screenshot);
+        assert!(
+            store
+                .ticket(1, at(2_000))
+                .await
+                .unwrap()
+                .unwrap()
+                .has_screenshot
+        );
         assert_eq!(store.ticket_screenshot(1).await.unwrap(), Some(png));
-        assert!(!store.ticket(2).await.unwrap().unwrap().has_screenshot);
+        assert!(
+            !store
+                .ticket(2, at(2_000))
+                .await
+                .unwrap()
+                .unwrap()
+                .has_screenshot
+        );
         assert_eq!(store.ticket_screenshot(2).await.unwrap(), None);
     }
 
@@ -2287,7 +2650,7 @@ mod tests {
         let numbers = |list: Vec<TicketSummary>| list.iter().map(|t| t.number).collect::<Vec<_>>();
         let find = |filter: TicketFilter| {
             let store = &store;
-            async move { numbers(store.list_tickets(&filter).await.unwrap()) }
+            async move { numbers(store.list_tickets(&filter, at(2_000)).await.unwrap()) }
         };
         assert_eq!(find(TicketFilter::default()).await, [2, 1]);
         let q = |text: &str| TicketFilter {
@@ -2324,7 +2687,7 @@ mod tests {
         assert_eq!((first.number, first.created), (1, true));
         assert_eq!((again.number, again.created), (1, false));
         assert_eq!(second.number, 2);
-        let detail = store.ticket(1).await.unwrap().unwrap();
+        let detail = store.ticket(1, at(2_000)).await.unwrap().unwrap();
         assert_eq!(detail.snapshots.len(), 1);
         assert_eq!(detail.summary.priority, Priority::High);
         assert_eq!(detail.summary.status, TicketStatus::New);
@@ -2362,7 +2725,10 @@ mod tests {
         numbers.push(retried[0]);
         numbers.sort_unstable();
         assert_eq!(numbers, (1..=31).collect::<Vec<u64>>());
-        let all = store.list_tickets(&TicketFilter::default()).await.unwrap();
+        let all = store
+            .list_tickets(&TicketFilter::default(), at(2_000))
+            .await
+            .unwrap();
         assert_eq!(all.len(), 31);
     }
 
@@ -2453,7 +2819,7 @@ mod tests {
         assert!(store.machine_tickets("m3", 20).await.unwrap().is_empty());
 
         // Technicians see both comments, each marked.
-        let detail = store.ticket(1).await.unwrap().unwrap();
+        let detail = store.ticket(1, at(2_000)).await.unwrap().unwrap();
         let public: Vec<bool> = detail.comments.iter().map(|c| c.public).collect();
         assert_eq!(public, [false, true]);
         assert_eq!(detail.first_response_at, Some(at(1_200)));
@@ -2469,11 +2835,11 @@ mod tests {
             ..TicketUpdate::default()
         };
         store
-            .update_ticket(1, &resolve, at(1_200))
+            .update_ticket(1, &resolve, "bob", at(1_200))
             .await
             .unwrap()
             .unwrap();
-        let t = store.ticket(1).await.unwrap().unwrap();
+        let t = store.ticket(1, at(2_000)).await.unwrap().unwrap();
         assert_eq!(t.resolved_at, Some(at(1_200)));
         assert_eq!(t.first_response_at, Some(at(1_200)));
         assert_eq!(t.summary.assignee.as_deref(), Some("bob"));
@@ -2483,16 +2849,19 @@ mod tests {
             ..TicketUpdate::default()
         };
         store
-            .update_ticket(1, &reopen, at(1_300))
+            .update_ticket(1, &reopen, "bob", at(1_300))
             .await
             .unwrap()
             .unwrap();
-        let t = store.ticket(1).await.unwrap().unwrap();
+        let t = store.ticket(1, at(2_000)).await.unwrap().unwrap();
         assert_eq!(t.resolved_at, None);
         assert_eq!(t.first_response_at, Some(at(1_200)));
         assert_eq!(t.summary.assignee, None);
         assert_eq!(
-            store.update_ticket(9, &reopen, at(1_300)).await.unwrap(),
+            store
+                .update_ticket(9, &reopen, "bob", at(1_300))
+                .await
+                .unwrap(),
             None
         );
     }
@@ -2573,7 +2942,7 @@ mod tests {
             .record_heartbeat("m1", "{\"n\":2}", at(6_000))
             .await
             .unwrap();
-        let machine = store.machine("m1").await.unwrap().unwrap();
+        let machine = store.machine("m1", at(2_000)).await.unwrap().unwrap();
         assert_eq!(machine.summary.last_seen_at, at(6_000));
         assert_eq!(store.vitals("m1", 10).await.unwrap()[0].1, "{\"n\":2}");
     }
@@ -2759,6 +3128,273 @@ mod tests {
                 seq: 2,
                 unreadable: None
             }
+        );
+    }
+
+    // Service levels and escalation (issue 9).
+
+    fn sla_of(detail: &TicketDetail) -> lifeline_shared::v1::sla::TicketSla {
+        detail.summary.sla.clone().unwrap()
+    }
+
+    fn update(status: Option<TicketStatus>, priority: Option<Priority>) -> TicketUpdate {
+        TicketUpdate {
+            status,
+            priority,
+            ..TicketUpdate::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn due_times_follow_comments_pauses_and_priority_changes() {
+        use lifeline_shared::v1::sla::SlaState;
+        let (_dir, store) = store_with_machine().await;
+        // Priority high (normal urgency, critical finding): 1 h / 8 h around the clock.
+        store
+            .record_ticket(&ticket("k1"), at(10_000))
+            .await
+            .unwrap();
+        let sla = sla_of(&store.ticket(1, at(10_600)).await.unwrap().unwrap());
+        assert_eq!(sla.first_response.due_at, Some(at(10_000 + 3600)));
+        assert_eq!(sla.first_response.left_secs, 3000);
+        assert_eq!(sla.resolution.due_at, Some(at(10_000 + 8 * 3600)));
+        assert_eq!(sla.first_response.state, SlaState::Ok);
+
+        // A priority change is not a response; the due times follow it.
+        let to_normal = update(None, Some(Priority::Normal));
+        store
+            .update_ticket(1, &to_normal, "bob", at(10_060))
+            .await
+            .unwrap();
+        let detail = store.ticket(1, at(10_060)).await.unwrap().unwrap();
+        assert_eq!(detail.first_response_at, None);
+        assert_eq!(
+            sla_of(&detail).first_response.due_at,
+            Some(at(10_000 + 4 * 3600))
+        );
+        assert_eq!(detail.comments[0].author, "lifeline");
+        assert_eq!(
+            detail.comments[0].body,
+            "bob changed priority high → normal (due times follow)"
+        );
+
+        // A technician's comment is the first response and freezes that target.
+        store
+            .add_comment(1, "bob", "looking", at(10_600))
+            .await
+            .unwrap();
+        let sla = sla_of(&store.ticket(1, at(20_000)).await.unwrap().unwrap());
+        assert_eq!(sla.first_response.done_at, Some(at(10_600)));
+        assert_eq!(sla.first_response.state, SlaState::Met);
+
+        // Waiting on the user pauses; the due time moves later by the time paused.
+        let waiting = update(Some(TicketStatus::WaitingOnUser), None);
+        store
+            .update_ticket(1, &waiting, "bob", at(11_000))
+            .await
+            .unwrap();
+        let detail = store.ticket(1, at(50_000)).await.unwrap().unwrap();
+        let sla = sla_of(&detail);
+        assert_eq!(sla.resolution.state, SlaState::Paused);
+        assert_eq!(sla.resolution.due_at, None);
+        assert_eq!(sla.paused_since, Some(at(11_000)));
+        assert!(
+            detail
+                .comments
+                .last()
+                .unwrap()
+                .body
+                .contains("service-level clocks paused"),
+            "{:?}",
+            detail.comments
+        );
+        let back = update(Some(TicketStatus::InProgress), None);
+        store
+            .update_ticket(1, &back, "bob", at(14_600))
+            .await
+            .unwrap();
+        let sla = sla_of(&store.ticket(1, at(14_600)).await.unwrap().unwrap());
+        assert_eq!(
+            sla.resolution.due_at,
+            Some(at(10_000 + 48 * 3600 + 3600)),
+            "normal: 2 d, plus the hour it waited"
+        );
+    }
+
+    #[tokio::test]
+    async fn sorting_by_due_puts_the_soonest_first_and_paused_tickets_last() {
+        let (_dir, store) = store_with_machine().await;
+        let mut low = ticket("k1");
+        low.urgency = Urgency::Low;
+        low.worst_finding = None;
+        store.record_ticket(&low, at(10_000)).await.unwrap(); // low: due in 1 d
+        store
+            .record_ticket(&ticket("k2"), at(10_100))
+            .await
+            .unwrap(); // high: 1 h
+        store
+            .record_ticket(&ticket("k3"), at(10_200))
+            .await
+            .unwrap(); // high: 1 h
+        let waiting = update(Some(TicketStatus::WaitingOnUser), None);
+        store
+            .update_ticket(2, &waiting, "bob", at(10_300))
+            .await
+            .unwrap();
+        let by_due = TicketFilter {
+            sort: Some(TicketSort::Due),
+            ..TicketFilter::default()
+        };
+        let list = store.list_tickets(&by_due, at(10_400)).await.unwrap();
+        let order: Vec<u64> = list.iter().map(|t| t.number).collect();
+        // #2 answered (first response met) and paused: nothing due, so last.
+        assert_eq!(order, [3, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn at_risk_tickets_escalate_one_tier_once_per_target() {
+        let (_dir, store) = store_with_machine().await;
+        store
+            .record_ticket(&ticket("k1"), at(10_000))
+            .await
+            .unwrap(); // high: 1 h / 8 h
+        assert!(
+            store
+                .auto_escalate(at(10_000 + 44 * 60))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let moved = store.auto_escalate(at(10_000 + 46 * 60)).await.unwrap();
+        assert_eq!(moved.len(), 1);
+        assert_eq!((moved[0].from.get(), moved[0].to.get()), (1, 2));
+        assert_eq!(
+            moved[0].note(),
+            "Automatically escalated to tier 2: first response due in 14m"
+        );
+        assert!(
+            store
+                .auto_escalate(at(10_000 + 50 * 60))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let detail = store
+            .ticket(1, at(10_000 + 50 * 60))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(detail.summary.tier.get(), 2);
+        assert!(sla_of(&detail).first_response.auto_escalated);
+        assert_eq!(detail.comments.len(), 1);
+        // The resolution target escalates on its own, later; tier 3 is the top.
+        let moved = store.auto_escalate(at(10_000 + 7 * 3600)).await.unwrap();
+        assert_eq!(moved[0].to.get(), 3);
+        assert!(
+            store
+                .auto_escalate(at(10_000 + 9 * 3600))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn escalation_goes_up_only_and_not_for_finished_tickets() {
+        let (_dir, store) = store_with_machine().await;
+        store
+            .record_ticket(&ticket("k1"), at(10_000))
+            .await
+            .unwrap();
+        let to = |tier| Escalation {
+            to_tier: Tier::new(tier).unwrap(),
+            by: "bob".into(),
+            reason: "needs the network team".into(),
+            assignee: None,
+        };
+        assert_eq!(
+            store.escalate_ticket(1, &to(2), at(10_100)).await.unwrap(),
+            EscalateOutcome::Escalated { from: Tier::FIRST }
+        );
+        let detail = store.ticket(1, at(10_100)).await.unwrap().unwrap();
+        assert_eq!(detail.summary.tier.get(), 2);
+        assert_eq!(detail.summary.assignee, None);
+        assert_eq!(
+            detail.first_response_at, None,
+            "an escalation is not a response"
+        );
+        assert_eq!(
+            detail.comments[0].body,
+            "Escalated from tier 1 to tier 2 by bob (in the tier 2 queue): needs the network team"
+        );
+        assert_eq!(
+            store.escalate_ticket(1, &to(2), at(10_200)).await.unwrap(),
+            EscalateOutcome::NotHigher {
+                current: Tier::new(2).unwrap()
+            }
+        );
+        assert_eq!(
+            store.escalate_ticket(9, &to(2), at(10_200)).await.unwrap(),
+            EscalateOutcome::NotFound
+        );
+        let resolve = update(Some(TicketStatus::Resolved), None);
+        store
+            .update_ticket(1, &resolve, "bob", at(10_300))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.escalate_ticket(1, &to(3), at(10_400)).await.unwrap(),
+            EscalateOutcome::Finished {
+                status: TicketStatus::Resolved
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_policy_moves_running_due_times_and_keeps_met_ones() {
+        let (_dir, store) = store_with_machine().await;
+        store
+            .record_ticket(&ticket("k1"), at(10_000))
+            .await
+            .unwrap();
+        store
+            .record_ticket(&ticket("k2"), at(10_000))
+            .await
+            .unwrap();
+        store
+            .add_comment(2, "bob", "on it", at(10_060))
+            .await
+            .unwrap();
+        let policy = crate::sla::Policy {
+            high: crate::sla::Targets {
+                first_response: time::Duration::hours(2),
+                resolution: time::Duration::hours(10),
+            },
+            ..crate::sla::Policy::default()
+        };
+        let changed = store
+            .apply_sla_policy(std::sync::Arc::new(policy), at(10_100))
+            .await
+            .unwrap();
+        assert_eq!(changed, 2);
+        let one = sla_of(&store.ticket(1, at(10_100)).await.unwrap().unwrap());
+        assert_eq!(one.first_response.due_at, Some(at(10_000 + 2 * 3600)));
+        assert_eq!(one.resolution.due_at, Some(at(10_000 + 10 * 3600)));
+        let two = sla_of(&store.ticket(2, at(10_100)).await.unwrap().unwrap());
+        assert_eq!(
+            two.first_response.due_at,
+            Some(at(10_000 + 3600)),
+            "met: frozen"
+        );
+        assert_eq!(
+            store
+                .apply_sla_policy(
+                    std::sync::Arc::new(crate::sla::Policy::default()),
+                    at(10_200)
+                )
+                .await
+                .unwrap(),
+            2
         );
     }
 }
