@@ -10,6 +10,13 @@
 //! tls_cert = "/etc/lifeline/tls/fullchain.pem"   # both or neither
 //! tls_key = "/etc/lifeline/tls/privkey.pem"
 //! database = "postgres://lifeline@db.example/lifeline"   # or sqlite://PATH; default DATA_DIR/lifeline.db
+//!
+//! [sla]                               # service levels (see `crate::sla`); defaults when absent
+//! at_risk = "25%"
+//! business_hours = { days = "mon-fri", start = "09:00", end = "17:00", utc_offset = "+01:00" }
+//! [sla.targets.critical]
+//! first_response = "15m"
+//! resolution = "4h"
 //! ```
 //!
 //! Unknown keys are errors, so a typo never silently leaves a default in place.
@@ -50,6 +57,9 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// `database = "URL"` (PostgreSQL store, issue 8): parsed by [`Database::parse`] on load.
     pub database: Option<Database>,
+    // Service levels (issue 9): `[sla]` targets per priority, at-risk share, business hours.
+    #[serde(default)]
+    pub sla: Option<crate::sla::Policy>,
 }
 
 impl ServerConfig {
@@ -280,6 +290,20 @@ mod tests {
         assert_eq!(config.tls_cert, Some(PathBuf::from("/etc/c.pem")));
         assert_eq!(config.tls_key, Some(dir.path().join("k.pem")));
         assert_eq!(ServerConfig::parse("").unwrap(), ServerConfig::default());
+    }
+
+    #[test]
+    fn service_levels_come_from_the_sla_section() {
+        let config = ServerConfig::parse(
+            "[sla]\nat_risk = \"10%\"\n[sla.targets.low]\nresolution = \"2w\"\n",
+        )
+        .unwrap();
+        let sla = config.sla.unwrap();
+        assert_eq!(sla.at_risk, crate::sla::AtRisk::Share(10));
+        assert_eq!(sla.low.resolution, time::Duration::weeks(2));
+        let e = ServerConfig::parse("[sla.targets.high]\nfirst_response = \"soon\"").unwrap_err();
+        assert!(e.contains("sla.targets.high.first_response"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub mod http;
 pub mod openapi;
 pub mod pki;
 pub mod secret;
+// Service levels and escalation (issue 9).
+pub mod escalation;
+pub mod sla;
 pub mod store;
 pub mod tls;
 pub mod wakeup;
@@ -53,7 +56,11 @@ pub async fn serve(
             }
         });
     }
-    serve_router(listener, tls, router(state), shutdown).await
+    // Service levels (issue 9): automatic escalation while the API serves.
+    let escalations = tokio::spawn(escalation::run(state.clone()));
+    let served = serve_router(listener, tls, router(state), shutdown).await;
+    escalations.abort();
+    served
 }
 
 /// Serves any router with the collector's TLS stack and timeouts: [`serve`] uses it for the

@@ -12,6 +12,7 @@ use lifeline_collector::cli::{self, ClientCommand, ConnectionArgs};
 use lifeline_collector::clock::{FileOffsetClock, SharedClock, SystemClock};
 use lifeline_collector::config::{Database, ServerConfig};
 use lifeline_collector::http::enroll::EnrollmentMode;
+use lifeline_collector::sla::Policy;
 use lifeline_collector::{AppState, serve};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tracing_subscriber::EnvFilter;
@@ -40,7 +41,7 @@ enum Command {
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Settings in TOML (data_dir, listen, san, enrollment, allow_tls12, tls_cert, tls_key,
-    /// database); flags given here win over the file
+    /// database, [sla]); flags given here win over the file
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where the database, CA and keys live [default: ./lifeline-data]
@@ -92,6 +93,8 @@ struct Settings {
     enrollment: EnrollmentMode,
     /// `None`: the SQLite file in the data directory.
     database: Option<Database>,
+    /// Service levels (issue 9): `[sla]` of the configuration file, else the defaults.
+    sla: Policy,
 }
 
 impl Settings {
@@ -129,6 +132,7 @@ impl Settings {
             allow_tls12: args.allow_tls12 || file.allow_tls12.unwrap_or(false),
             enrollment: args.enrollment.or(file.enrollment).unwrap_or_default(),
             database,
+            sla: file.sla.unwrap_or_default(),
         })
     }
 }
@@ -224,6 +228,13 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot configure metrics")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
+    // Service levels (issue 9): due times of running tickets follow the policy in force.
+    let recomputed = prepared
+        .store
+        .apply_sla_policy(Arc::new(settings.sla.clone()), clock.now())
+        .await
+        .context("cannot apply the service-level settings")?;
+    tracing::info!(policy = %settings.sla.summary(), recomputed, "service levels");
     let active = prepared.store.count_active_machines().await?;
     metrics::gauge!("lifeline_machines_active").set(active as f64);
 

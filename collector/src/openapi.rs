@@ -21,6 +21,7 @@ use lifeline_shared::v1::api::{
     UserSummary, paths,
 };
 use lifeline_shared::v1::audit::{AuditEntry, ChainReport};
+use lifeline_shared::v1::sla::EscalateRequest;
 use lifeline_shared::v1::work::{
     Heartbeat, HeartbeatAck, InspectRequest, WorkBatch, WorkResult, WorkStatus,
 };
@@ -235,7 +236,7 @@ pub fn operations() -> Vec<Operation> {
                 ("tier", Kind::Number, "1 to 3"),
                 ("assignee", Kind::Text, "user name; empty for unassigned"),
                 ("q", Kind::Text, "number, reference (LL-XXXX-XXXX) or text"),
-                ("sort", Kind::Text, "newest, priority or age"),
+                ("sort", Kind::Text, "newest, priority, age or due"),
             ],
             ..op(
                 "GET",
@@ -444,6 +445,14 @@ pub fn operations() -> Vec<Operation> {
             "This description (OpenAPI 3.1)",
             N,
             J(any_object),
+        ),
+        // Service levels and escalation (issue 9).
+        op(
+            "POST",
+            paths::TICKET_ESCALATE,
+            "Escalate a ticket to a higher tier, with a reason",
+            J(one::<EscalateRequest>),
+            J(one::<TicketDetail>),
         ),
     ]
 }

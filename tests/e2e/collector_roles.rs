@@ -93,6 +93,8 @@ const EXPECTED: &[(&str, &str, &[Caller])] = &[
     ("GET", "/api/v1/audit/verify", &[Admin]),
     ("GET", "/api/v1/agent/tickets", &[Agent]),
     ("GET", "/api/v1/openapi.json", EVERYONE),
+    // Service levels and escalation (issue 9).
+    ("POST", "/api/v1/tickets/{n}/escalate", &[Technician, Admin]),
     // The web console: a session cookie, never a bearer token or a client certificate.
     ("GET", "/login", EVERYONE),
     ("POST", "/login", EVERYONE),
@@ -133,6 +135,12 @@ const EXPECTED: &[(&str, &str, &[Caller])] = &[
     ("POST", "/admin/machines/{id}/revoke", &[AdminSession]),
     ("GET", "/admin/catalog", &[AdminSession]),
     ("GET", "/admin/audit", &[AdminSession]),
+    // Service levels and escalation (issue 9).
+    (
+        "POST",
+        "/tickets/{n}/escalate",
+        &[TechnicianSession, AdminSession],
+    ),
     // Last: it ends the sessions the rows above use.
     ("POST", "/logout", &[TechnicianSession, AdminSession]),
 ];

@@ -24,6 +24,8 @@ mod collector_roles;
 mod collector_tls;
 mod desktop;
 mod harness;
+// Service levels and escalation (issue 9).
+mod sla;
 mod snapshot;
 mod web;
 // PostgreSQL store (issue 8).

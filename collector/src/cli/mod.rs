@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use lifeline_shared::v1::api::{
     EnrollmentTokenCreated, MachineDetail, MachineSummary, NewComment, NewEnrollmentToken, NewUser,
-    Priority, Role, TicketDetail, TicketFilter, TicketStatus, TicketSummary, TicketUpdate, Tier,
-    UserCreated, UserSummary, paths,
+    Priority, Role, TicketDetail, TicketFilter, TicketSort, TicketStatus, TicketSummary,
+    TicketUpdate, Tier, UserCreated, UserSummary, paths,
 };
+use lifeline_shared::v1::sla::EscalateRequest;
 use lifeline_shared::v1::work::{InspectRequest, WorkState, WorkStatus};
 use serde::Serialize;
 
@@ -91,13 +92,27 @@ pub enum ClientCommand {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum TicketsCommand {
-    /// List tickets, newest first
+    /// List tickets, newest first (--sort due: the soonest service-level due time first)
     List {
         #[arg(long)]
         status: Option<TicketStatus>,
         /// Machine id or host name
         #[arg(long)]
         machine: Option<String>,
+        #[arg(long)]
+        priority: Option<Priority>,
+        /// Only this tier's tickets (with --unassigned: the tier's queue)
+        #[arg(long)]
+        tier: Option<Tier>,
+        /// Only tickets assigned to this user
+        #[arg(long, conflicts_with = "unassigned")]
+        assignee: Option<String>,
+        /// Only tickets nobody is assigned to
+        #[arg(long)]
+        unassigned: bool,
+        /// newest, priority, age (oldest first) or due (soonest service-level due time first)
+        #[arg(long)]
+        sort: Option<TicketSort>,
     },
     /// Show one ticket: description, findings, comments, then the snapshot sections
     Show { number: u64 },
@@ -111,6 +126,22 @@ pub enum TicketsCommand {
         #[arg(long)]
         tier: Option<Tier>,
         /// User name to assign to; "" unassigns
+        #[arg(long)]
+        assign: Option<String>,
+        /// Put the ticket back in its tier's queue (nobody assigned)
+        #[arg(long, conflicts_with = "assign")]
+        unassign: bool,
+    },
+    /// Move a ticket up to a higher tier, with the reason (into its timeline and the audit log)
+    Escalate {
+        number: u64,
+        /// 2 or 3; higher than the ticket's tier
+        #[arg(long)]
+        to_tier: Tier,
+        /// Why it needs the higher tier
+        #[arg(long)]
+        reason: String,
+        /// Who at that tier takes it (else it waits in the tier's queue)
         #[arg(long)]
         assign: Option<String>,
     },
@@ -337,11 +368,27 @@ pub fn run(args: &ConnectionArgs, command: &ClientCommand) -> Result<(), CliErro
 
 fn tickets(client: &ApiClient, out: &Printer, command: &TicketsCommand) -> Result<(), CliError> {
     match command {
-        TicketsCommand::List { status, machine } => {
+        TicketsCommand::List {
+            status,
+            machine,
+            priority,
+            tier,
+            assignee,
+            unassigned,
+            sort,
+        } => {
             let filter = TicketFilter {
                 status: *status,
                 machine: machine.clone(),
-                ..TicketFilter::default()
+                priority: *priority,
+                tier: *tier,
+                assignee: if *unassigned {
+                    Some(String::new())
+                } else {
+                    assignee.clone()
+                },
+                q: None,
+                sort: *sort,
             };
             let mut query = Vec::new();
             if let Some(s) = filter.status {
@@ -349,6 +396,18 @@ fn tickets(client: &ApiClient, out: &Printer, command: &TicketsCommand) -> Resul
             }
             if let Some(m) = &filter.machine {
                 query.push(format!("machine={}", encode(m)));
+            }
+            if let Some(p) = filter.priority {
+                query.push(format!("priority={}", p.as_str()));
+            }
+            if let Some(t) = filter.tier {
+                query.push(format!("tier={t}"));
+            }
+            if let Some(a) = &filter.assignee {
+                query.push(format!("assignee={}", encode(a)));
+            }
+            if let Some(s) = filter.sort {
+                query.push(format!("sort={}", s.as_str()));
             }
             let path = if query.is_empty() {
                 paths::TICKETS.to_owned()
@@ -368,12 +427,17 @@ fn tickets(client: &ApiClient, out: &Printer, command: &TicketsCommand) -> Resul
             priority,
             tier,
             assign,
+            unassign,
         } => {
             let update = TicketUpdate {
                 status: *status,
                 priority: *priority,
                 tier: *tier,
-                assignee: assign.clone(),
+                assignee: if *unassign {
+                    Some(String::new())
+                } else {
+                    assign.clone()
+                },
             };
             let ticket: TicketDetail =
                 client.patch(&format!("{}/{number}", paths::TICKETS), &update)?;
@@ -410,6 +474,32 @@ fn tickets(client: &ApiClient, out: &Printer, command: &TicketsCommand) -> Resul
                     if *public { "public" } else { "internal" },
                     t.summary.number,
                     t.comments.len()
+                )
+            })
+        }
+        TicketsCommand::Escalate {
+            number,
+            to_tier,
+            reason,
+            assign,
+        } => {
+            let ticket: TicketDetail = client.post(
+                &paths::TICKET_ESCALATE.replace("{n}", &number.to_string()),
+                &EscalateRequest {
+                    to_tier: *to_tier,
+                    reason: reason.clone(),
+                    assignee: assign.clone(),
+                },
+            )?;
+            out.show(&ticket, |t| {
+                format!(
+                    "#{} escalated to tier {} ({})",
+                    t.summary.number,
+                    t.summary.tier,
+                    t.summary.assignee.as_deref().map_or_else(
+                        || format!("in the tier {} queue", t.summary.tier),
+                        |a| format!("assigned to {}", output::clean_line(a))
+                    )
                 )
             })
         }

@@ -8,6 +8,7 @@ use comfy_table::{ContentArrangement, Table};
 use lifeline_shared::v1::api::{
     MachineDetail, MachineSummary, TicketDetail, TicketSummary, UserSummary,
 };
+use lifeline_shared::v1::sla::{SlaTarget, TicketSla};
 use lifeline_shared::v1::snapshot::Snapshot;
 use lifeline_shared::v1::work::WorkStatus;
 use time::OffsetDateTime;
@@ -71,6 +72,7 @@ pub fn tickets_table(tickets: &[TicketSummary]) -> String {
         "machine",
         "assignee",
         "findings",
+        "due",
         "created",
         "description",
     ]);
@@ -90,6 +92,7 @@ pub fn tickets_table(tickets: &[TicketSummary]) -> String {
                 .worst_finding
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "-".to_owned()),
+            due_cell(ticket.sla.as_ref()),
             when(ticket.created_at),
             shorten(&ticket.description, 60),
         ]);
@@ -114,6 +117,9 @@ pub fn ticket_page(ticket: &TicketDetail) -> String {
         when_opt(ticket.first_response_at),
         when_opt(ticket.resolved_at),
     ));
+    if let Some(sla) = &s.sla {
+        out.push_str(&sla_lines(sla));
+    }
     out.push_str("\nDescription:\n");
     for line in clean(&s.description).lines() {
         out.push_str(&format!("  {line}\n"));
@@ -147,6 +153,54 @@ pub fn ticket_page(ticket: &TicketDetail) -> String {
             when(attached.received_at)
         ));
         out.push_str(&snapshot_sections(&attached.snapshot));
+    }
+    out
+}
+
+// Service levels (issue 9).
+
+/// The queue's due column: the next target not yet met, its state and time left.
+fn due_cell(sla: Option<&TicketSla>) -> String {
+    match sla.and_then(TicketSla::pending) {
+        Some((which, target)) => format!(
+            "{} {}: {}",
+            target.state,
+            which.label(),
+            crate::sla::describe(target)
+        ),
+        None => "-".to_owned(),
+    }
+}
+
+/// Both targets of a ticket: state, time left, due time, target.
+fn sla_lines(sla: &TicketSla) -> String {
+    let mut out = format!(
+        "Service levels{}:\n",
+        if sla.business_hours {
+            " (business hours)"
+        } else {
+            ""
+        }
+    );
+    for which in [SlaTarget::FirstResponse, SlaTarget::Resolution] {
+        let t = sla.target(which);
+        out.push_str(&format!(
+            "  {:<15} [{}] {}  (due {}, target {}){}\n",
+            which.label(),
+            t.state,
+            crate::sla::describe(t),
+            t.due_at
+                .map_or_else(|| "moves while paused".to_owned(), when),
+            crate::sla::human(i64::try_from(t.target_secs).unwrap_or(i64::MAX)),
+            if t.auto_escalated {
+                "  escalated automatically"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(since) = sla.paused_since {
+        out.push_str(&format!("  clocks paused since {}\n", when(since)));
     }
     out
 }

@@ -751,7 +751,7 @@ pub async fn run_status_of(
         ),
         None => None,
     };
-    let online = match state.store.machine(&record.machine_id).await? {
+    let online = match state.store.machine(&record.machine_id, now).await? {
         Some(m) => is_online(m.summary.last_seen_at, now),
         None => false,
     };

@@ -113,6 +113,8 @@ pub const RULES: &[Rule] = &[
     rule("GET", paths::AUDIT_VERIFY, Access::Admin),
     rule("GET", paths::AGENT_TICKETS, Access::Agent),
     rule("GET", paths::OPENAPI, Access::Public),
+    // Service levels and escalation (issue 9).
+    rule("POST", paths::TICKET_ESCALATE, Access::Staff),
     // The web console (crate::web).
     rule("GET", console::LOGIN, Access::Public),
     rule("POST", console::LOGIN, Access::Public),
@@ -138,6 +140,8 @@ pub const RULES: &[Rule] = &[
     rule("POST", console::MACHINE_REVOKE, Access::SessionAdmin),
     rule("GET", console::CATALOG, Access::SessionAdmin),
     rule("GET", console::AUDIT, Access::SessionAdmin),
+    // Service levels and escalation (issue 9).
+    rule("POST", console::TICKET_ESCALATE, Access::Session),
 ];
 
 fn access_for(method: &Method, path: &str) -> Option<Access> {

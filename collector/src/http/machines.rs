@@ -72,7 +72,7 @@ pub(crate) async fn with_live_state(
 
 /// A machine by id, or by host name when exactly one machine has it.
 pub async fn find(state: &AppState, key: &str) -> Result<Json<MachineDetail>, ApiError> {
-    if let Some(machine) = state.store.machine(key).await? {
+    if let Some(machine) = state.store.machine(key, state.clock.now()).await? {
         return Ok(Json(machine));
     }
     let by_name: Vec<_> = state
@@ -85,7 +85,7 @@ pub async fn find(state: &AppState, key: &str) -> Result<Json<MachineDetail>, Ap
     match by_name.as_slice() {
         [one] => state
             .store
-            .machine(&one.id)
+            .machine(&one.id, state.clock.now())
             .await?
             .map(Json)
             .ok_or_else(|| ApiError::NotFound(format!("no machine {key:?}"))),

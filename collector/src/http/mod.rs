@@ -11,6 +11,8 @@ pub mod auth;
 pub mod body;
 pub mod enroll;
 pub mod error;
+// Service levels and escalation (issue 9).
+pub mod escalations;
 pub mod machines;
 pub mod ops;
 pub mod tickets;
@@ -57,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .merge(actions::routes())
         .merge(audit::routes())
         .merge(agent_tickets::routes())
+        // Service levels and escalation (issue 9).
+        .merge(escalations::routes())
         .merge(crate::web::routes())
         .route(
             lifeline_shared::v1::api::paths::OPENAPI,

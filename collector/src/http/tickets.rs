@@ -138,10 +138,12 @@ async fn list_tickets(
     query: Result<Query<TicketFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<TicketSummary>>, ApiError> {
     let Query(filter) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    Ok(Json(state.store.list_tickets(&filter).await?))
+    Ok(Json(
+        state.store.list_tickets(&filter, state.clock.now()).await?,
+    ))
 }
 
-fn ticket_number(
+pub(crate) fn ticket_number(
     path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
 ) -> Result<u64, ApiError> {
     let Path(n) = path.map_err(|_| {
@@ -151,10 +153,13 @@ fn ticket_number(
 }
 
 /// Ticket `n` as technicians see it, or 404.
-async fn ticket_detail(state: &AppState, n: u64) -> Result<Json<TicketDetail>, ApiError> {
+pub(crate) async fn ticket_detail(
+    state: &AppState,
+    n: u64,
+) -> Result<Json<TicketDetail>, ApiError> {
     state
         .store
-        .ticket(n)
+        .ticket(n, state.clock.now())
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no ticket #{n}")))
@@ -183,23 +188,30 @@ pub(crate) async fn update_ticket(
         ));
     }
     if let Some(assignee) = update.assignee.as_deref().filter(|a| !a.is_empty()) {
-        let users = state.store.list_users().await?;
-        if !users
-            .iter()
-            .any(|u| u.name == assignee && u.revoked_at.is_none())
-        {
-            return Err(ApiError::BadRequest(format!(
-                "cannot assign to {assignee:?}: no such active user"
-            )));
-        }
+        check_assignee(&state, assignee).await?;
     }
     state
         .store
-        .update_ticket(n, &update, state.clock.now())
+        .update_ticket(n, &update, &staff.name, state.clock.now())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no ticket #{n}")))?;
     tracing::info!(by = %staff.name, number = n, ?update, "ticket updated");
     ticket_detail(&state, n).await
+}
+
+/// A ticket may only be assigned to an existing user who is not revoked.
+pub(crate) async fn check_assignee(state: &AppState, assignee: &str) -> Result<(), ApiError> {
+    let users = state.store.list_users().await?;
+    if users
+        .iter()
+        .any(|u| u.name == assignee && u.revoked_at.is_none())
+    {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "cannot assign to {assignee:?}: no such active user"
+        )))
+    }
 }
 
 pub(crate) async fn add_comment(

@@ -255,7 +255,11 @@ pub async fn target(
         }
     }
     if let Some(number) = ticket
-        && state.store.ticket(number).await?.is_none()
+        && state
+            .store
+            .ticket(number, state.clock.now())
+            .await?
+            .is_none()
     {
         return Err(ApiError::NotFound(format!("no ticket {number}")));
     }
@@ -324,7 +328,7 @@ async fn status(
     record: WorkRecord,
     now: OffsetDateTime,
 ) -> Result<WorkStatus, ApiError> {
-    let online = match state.store.machine(&record.machine_id).await? {
+    let online = match state.store.machine(&record.machine_id, now).await? {
         Some(m) => is_online(m.summary.last_seen_at, now),
         None => false,
     };

@@ -8,8 +8,8 @@
 pub mod sqlite;
 
 // PostgreSQL store (issue 8): the second backend, what both share, and the tests both run.
-mod sql;
 pub mod postgres;
+mod sql;
 #[cfg(test)]
 mod tests;
 
@@ -18,8 +18,8 @@ use std::pin::Pin;
 
 use lifeline_shared::findings::{Finding, Severity};
 use lifeline_shared::v1::api::{
-    MachineDetail, MachineStatus, MachineSummary, MachineTicket, Role, TicketDetail, TicketFilter,
-    TicketStatus, TicketSummary, TicketUpdate, Urgency, UserSummary,
+    MachineDetail, MachineStatus, MachineSummary, MachineTicket, Priority, Role, TicketDetail,
+    TicketFilter, TicketStatus, TicketSummary, TicketUpdate, Tier, Urgency, UserSummary,
 };
 use lifeline_shared::v1::audit::AuditEntry;
 use time::OffsetDateTime;
@@ -393,7 +393,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreFuture<'a, Option<MachineRecord>>;
     fn touch_machine<'a>(&'a self, id: &'a str, now: OffsetDateTime) -> StoreFuture<'a, ()>;
     fn list_machines(&self) -> StoreFuture<'_, Vec<MachineSummary>>;
-    fn machine<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<MachineDetail>>;
+    /// A machine with its tickets (service levels as of `now`).
+    fn machine<'a>(
+        &'a self,
+        id: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<MachineDetail>>;
     fn count_active_machines(&self) -> StoreFuture<'_, u64>;
     /// Moves a pending machine to active. Returns the status it had, `None` if unknown.
     fn approve_machine<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<MachineStatus>>;
@@ -406,16 +411,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         ticket: &'a TicketRecord,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, RecordedTicket>;
-    fn list_tickets<'a>(&'a self, filter: &'a TicketFilter) -> StoreFuture<'a, Vec<TicketSummary>>;
-    fn ticket(&self, number: u64) -> StoreFuture<'_, Option<TicketDetail>>;
-    /// `None` when no such ticket exists.
+    /// Tickets with their service levels as of `now`.
+    fn list_tickets<'a>(
+        &'a self,
+        filter: &'a TicketFilter,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Vec<TicketSummary>>;
+    /// A ticket with its service levels as of `now`.
+    fn ticket(&self, number: u64, now: OffsetDateTime) -> StoreFuture<'_, Option<TicketDetail>>;
+    /// Applies `by`'s change, with its service-level consequences (a status change is a
+    /// response and may pause or restart the clocks; due times follow) and a timeline note
+    /// naming what changed, in one transaction. `None` when no such ticket exists.
     fn update_ticket<'a>(
         &'a self,
         number: u64,
         update: &'a TicketUpdate,
+        by: &'a str,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<()>>;
-    /// False when no such ticket exists.
+    /// A technician's comment (the first one is the first response). False when no such
+    /// ticket exists.
     fn add_comment<'a>(
         &'a self,
         number: u64,
@@ -595,4 +610,140 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreFuture<'a, Option<(OffsetDateTime, String)>>;
     /// The PNG screenshot attached to ticket `number`, if any.
     fn ticket_screenshot(&self, number: u64) -> StoreFuture<'_, Option<Vec<u8>>>;
+
+    // Service levels and escalation (issue 9).
+
+    /// Makes `policy` the one due times are computed with, and recomputes the due and at-risk
+    /// times of every ticket whose clock still runs (and of finished tickets that have none,
+    /// from before service levels). Returns how many tickets changed.
+    fn apply_sla_policy(
+        &self,
+        policy: std::sync::Arc<crate::sla::Policy>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, u64>;
+    /// Moves ticket `number` up to a higher tier with a timeline note, in one transaction.
+    fn escalate_ticket<'a>(
+        &'a self,
+        number: u64,
+        escalation: &'a Escalation,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, EscalateOutcome>;
+    /// Escalates every ticket with a target at risk at `now` one tier (see
+    /// [`crate::sla::Policy::escalations`]), once per target, each with a timeline note. Safe
+    /// to run from several collectors at once: a ticket moves only if nobody moved it first.
+    fn auto_escalate(&self, now: OffsetDateTime) -> StoreFuture<'_, Vec<AutoEscalation>>;
+}
+
+// -------------------------------------------------------------------------------------------
+// Service levels and escalation (issue 9)
+
+/// A technician's escalation of a ticket (already checked: reason given, assignee active).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Escalation {
+    pub to_tier: Tier,
+    pub by: String,
+    pub reason: String,
+    /// Who takes it; `None` puts it in the tier's queue (unassigned).
+    pub assignee: Option<String>,
+}
+
+/// What [`Store::escalate_ticket`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscalateOutcome {
+    Escalated {
+        from: Tier,
+    },
+    NotFound,
+    /// Escalation only moves up.
+    NotHigher {
+        current: Tier,
+    },
+    /// Resolved or closed tickets are reopened, not escalated.
+    Finished {
+        status: TicketStatus,
+    },
+}
+
+/// A ticket the collector escalated on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoEscalation {
+    pub number: u64,
+    pub from: Tier,
+    pub to: Tier,
+    pub targets: Vec<crate::sla::AtRiskTarget>,
+}
+
+impl AutoEscalation {
+    /// The timeline note: "Automatically escalated to tier 2: resolution due in 14m".
+    pub fn note(&self) -> String {
+        let why: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| format!("{} {}", t.target.label(), crate::sla::due_in(t.left)))
+            .collect();
+        format!(
+            "Automatically escalated to tier {}: {}",
+            self.to,
+            why.join(", ")
+        )
+    }
+}
+
+/// The timeline note of a technician's escalation.
+pub fn escalation_note(from: Tier, escalation: &Escalation) -> String {
+    let owner = match &escalation.assignee {
+        Some(name) => format!("assigned to {name}"),
+        None => format!("in the tier {} queue", escalation.to_tier),
+    };
+    format!(
+        "Escalated from tier {from} to tier {} by {} ({owner}): {}",
+        escalation.to_tier, escalation.by, escalation.reason
+    )
+}
+
+/// A ticket's fields a technician changes, before or after an update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketFields {
+    pub status: TicketStatus,
+    pub priority: Priority,
+    pub tier: Tier,
+    pub assignee: Option<String>,
+}
+
+/// The timeline note of an update: who changed what, and what it did to the clocks. `None`
+/// when nothing changed.
+pub fn change_note(by: &str, before: &TicketFields, after: &TicketFields) -> Option<String> {
+    let mut changes = Vec::new();
+    if before.status != after.status {
+        let clocks = match (
+            crate::sla::stops_clock(before.status),
+            crate::sla::stops_clock(after.status),
+        ) {
+            (false, true) => " (service-level clocks paused)",
+            (true, false) => " (service-level clocks running again)",
+            _ => "",
+        };
+        changes.push(format!(
+            "status {} → {}{clocks}",
+            before.status, after.status
+        ));
+    }
+    if before.priority != after.priority {
+        changes.push(format!(
+            "priority {} → {} (due times follow)",
+            before.priority, after.priority
+        ));
+    }
+    if before.tier != after.tier {
+        changes.push(format!("tier {} → {}", before.tier, after.tier));
+    }
+    if before.assignee != after.assignee {
+        let name = |a: &Option<String>| a.clone().unwrap_or_else(|| "nobody".to_owned());
+        changes.push(format!(
+            "assignee {} → {}",
+            name(&before.assignee),
+            name(&after.assignee)
+        ));
+    }
+    (!changes.is_empty()).then(|| format!("{by} changed {}", changes.join(", ")))
 }

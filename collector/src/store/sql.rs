@@ -18,6 +18,8 @@ use lifeline_shared::v1::work::WorkState;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::sla::{Policy, SlaRecord};
+
 use super::{
     CatalogRecord, EnrollmentRefusal, RecordedTicket, RunRecord, StoreError, StoredAction,
     TicketRecord, WorkRecord,
@@ -127,14 +129,70 @@ where
 macro_rules! ticket_columns {
     () => {
         "t.number, t.machine_id, m.hostname, t.description, t.urgency, t.priority, t.status, \
-         t.tier, t.assignee, t.worst_finding, t.created_at, t.updated_at"
+         t.tier, t.assignee, t.worst_finding, t.created_at, t.updated_at, t.first_response_at, \
+         t.resolved_at, t.first_response_due_at, t.resolution_due_at, t.sla_paused_at, \
+         t.sla_paused_ms, t.first_response_escalated, t.resolution_escalated"
     };
 }
 pub(super) use ticket_columns;
 
-pub(super) fn ticket_summary(row: &impl StoreRow) -> Result<TicketSummary, StoreError> {
+/// Columns of a ticket's service-level clocks (see [`sla_record`]).
+macro_rules! clock_columns {
+    () => {
+        "number, created_at, priority, status, tier, assignee, first_response_at, resolved_at, \
+         first_response_due_at, resolution_due_at, sla_paused_at, sla_paused_ms, \
+         first_response_escalated, resolution_escalated, first_response_risk_at, \
+         resolution_risk_at"
+    };
+}
+pub(super) use clock_columns;
+
+/// The soonest due time of a target not yet met, NULL while paused or when both are met: what
+/// `sort=due` orders by.
+macro_rules! next_due {
+    () => {
+        "(CASE WHEN t.first_response_at IS NULL AND t.first_response_due_at IS NOT NULL \
+              AND (t.resolved_at IS NOT NULL OR t.resolution_due_at IS NULL \
+                   OR t.first_response_due_at <= t.resolution_due_at) \
+            THEN t.first_response_due_at \
+            WHEN t.resolved_at IS NULL THEN t.resolution_due_at END)"
+    };
+}
+pub(super) use next_due;
+
+pub(super) fn parse_tier(tier: i64) -> Result<Tier, StoreError> {
+    u8::try_from(tier)
+        .ok()
+        .and_then(|t| Tier::new(t).ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("tier {tier}")))
+}
+
+/// A ticket's service-level clocks from a row with [`clock_columns`] (or [`ticket_columns`]).
+pub(super) fn sla_record(row: &impl StoreRow) -> Result<SlaRecord, StoreError> {
+    Ok(SlaRecord {
+        created_at: from_millis(row.int("created_at")?)?,
+        priority: parse::<Priority>(&row.text("priority")?)?,
+        status: parse::<TicketStatus>(&row.text("status")?)?,
+        tier: parse_tier(row.int("tier")?)?,
+        paused_at: opt_from_millis(row.opt_int("sla_paused_at")?)?,
+        paused: time::Duration::milliseconds(row.int("sla_paused_ms")?),
+        first_response_at: opt_from_millis(row.opt_int("first_response_at")?)?,
+        resolved_at: opt_from_millis(row.opt_int("resolved_at")?)?,
+        first_response_due_at: opt_from_millis(row.opt_int("first_response_due_at")?)?,
+        resolution_due_at: opt_from_millis(row.opt_int("resolution_due_at")?)?,
+        first_response_escalated: row.flag("first_response_escalated")?,
+        resolution_escalated: row.flag("resolution_escalated")?,
+    })
+}
+
+pub(super) fn ticket_summary(
+    row: &impl StoreRow,
+    policy: &Policy,
+    now: OffsetDateTime,
+) -> Result<TicketSummary, StoreError> {
     let tier = row.int("tier")?;
     let worst = row.opt_text("worst_finding")?;
+    let clocks = sla_record(row)?;
     Ok(TicketSummary {
         number: to_u64(row.int("number")?)?,
         machine_id: row.text("machine_id")?,
@@ -143,14 +201,12 @@ pub(super) fn ticket_summary(row: &impl StoreRow) -> Result<TicketSummary, Store
         urgency: parse::<Urgency>(&row.text("urgency")?)?,
         priority: parse::<Priority>(&row.text("priority")?)?,
         status: parse::<TicketStatus>(&row.text("status")?)?,
-        tier: u8::try_from(tier)
-            .ok()
-            .and_then(|t| Tier::new(t).ok())
-            .ok_or_else(|| StoreError::Corrupt(format!("tier {tier}")))?,
+        tier: parse_tier(tier)?,
         assignee: row.opt_text("assignee")?,
         worst_finding: worst.as_deref().map(parse_severity).transpose()?,
         created_at: from_millis(row.int("created_at")?)?,
         updated_at: from_millis(row.int("updated_at")?)?,
+        sla: Some(policy.view(&clocks, now)),
     })
 }
 
@@ -503,6 +559,8 @@ pub(super) async fn flush_loop(sink: impl TelemetrySink, telemetry: std::sync::W
 pub(super) struct IngestJob {
     pub(super) ticket: TicketRecord,
     pub(super) now: OffsetDateTime,
+    /// The service-level policy the new ticket's due times are computed with.
+    pub(super) sla: std::sync::Arc<Policy>,
     pub(super) reply: oneshot::Sender<Result<RecordedTicket, StoreError>>,
 }
 
@@ -556,12 +614,14 @@ pub(super) async fn ingest_loop(
 pub(super) async fn submit_ticket(
     ingest: &mpsc::Sender<IngestJob>,
     ticket: &TicketRecord,
+    sla: std::sync::Arc<Policy>,
     now: OffsetDateTime,
 ) -> Result<RecordedTicket, StoreError> {
     let (reply, answer) = oneshot::channel();
     let job = IngestJob {
         ticket: ticket.clone(),
         now,
+        sla,
         reply,
     };
     ingest.send(job).await.map_err(|_| StoreError::Closed)?;

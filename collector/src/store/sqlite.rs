@@ -24,19 +24,22 @@ use tokio::sync::mpsc;
 
 use super::sql::{
     INGEST_QUEUE, IngestJob, PendingTelemetry, SELECT_WORK, Telemetry, TelemetrySink,
-    TicketBatchWriter, audit_entry, catalog_record, check_token, comment, flush_loop, from_millis,
-    ingest_loop, machine_columns, machine_summary, millis, opt_from_millis, parse,
-    reference_key_prefix, reply, run_columns, run_record, stored_action, stored_action_columns,
-    submit_ticket, ticket_columns, ticket_summary, to_i64, to_u64, work_record,
+    TicketBatchWriter, audit_entry, catalog_record, check_token, clock_columns, comment,
+    flush_loop, from_millis, ingest_loop, machine_columns, machine_summary, millis, next_due,
+    opt_from_millis, parse, reference_key_prefix, reply, run_columns, run_record, sla_record,
+    stored_action, stored_action_columns, submit_ticket, ticket_columns, ticket_summary, to_i64,
+    to_u64, work_record,
 };
 use super::{
-    AuditFilter, CatalogKeyRecord, CatalogRecord, Enrollment, EnrollmentRefusal, MachineRecord,
-    NewAuditEntry, NewCatalog, NewRunRecord, NewWebSession, PublishOutcome, RUN_REPORT_GRACE_SECS,
-    RUN_SILENT_AGENT, RecordedTicket, RunFilter, RunFinish, RunRecord, Store, StoreError,
-    StoreFuture, StoredAction, TicketRecord, UserRecord, VITALS_HISTORY, WebSessionRecord,
-    WorkOutcome, WorkRecord,
+    AuditFilter, AutoEscalation, CatalogKeyRecord, CatalogRecord, Enrollment, EnrollmentRefusal,
+    EscalateOutcome, Escalation, MachineRecord, NewAuditEntry, NewCatalog, NewRunRecord,
+    NewWebSession, PublishOutcome, RUN_REPORT_GRACE_SECS, RUN_SILENT_AGENT, RecordedTicket,
+    RunFilter, RunFinish, RunRecord, Store, StoreError, StoreFuture, StoredAction, TicketFields,
+    TicketRecord, UserRecord, VITALS_HISTORY, WebSessionRecord, WorkOutcome, WorkRecord,
 };
 use crate::secret::TokenHash;
+use crate::sla::{Policy, Schedule, SlaRecord};
+use lifeline_shared::v1::sla::SlaTarget;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -52,6 +55,8 @@ pub struct SqliteStore {
     telemetry: std::sync::Arc<Telemetry>,
     /// Machines by certificate fingerprint, for the lookup every agent request makes.
     identities: std::sync::Arc<IdentityCache>,
+    /// The service-level policy due times are computed with (`apply_sla_policy`).
+    sla: std::sync::Arc<std::sync::RwLock<std::sync::Arc<Policy>>>,
 }
 
 /// Machines by certificate fingerprint. Every change of a machine's certificate or status goes
@@ -131,8 +136,85 @@ impl SqliteStore {
             audit: std::sync::Arc::default(),
             telemetry,
             identities: std::sync::Arc::default(),
+            sla: std::sync::Arc::default(),
         })
     }
+
+    /// The service-level policy in force.
+    fn policy(&self) -> std::sync::Arc<Policy> {
+        std::sync::Arc::clone(
+            &self
+                .sla
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+/// Loads ticket `number`'s clocks and assignee inside a transaction.
+async fn load_clocks(
+    conn: &mut SqliteConnection,
+    number: u64,
+) -> Result<Option<(SlaRecord, Option<String>)>, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        clock_columns!(),
+        " FROM tickets WHERE number = $1"
+    ))
+    .bind(to_i64(number))
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| Ok((sla_record(&row)?, row.try_get("assignee")?)))
+        .transpose()
+}
+
+/// Writes a ticket's clocks and the schedule computed from them.
+async fn save_clocks(
+    conn: &mut SqliteConnection,
+    number: u64,
+    record: &SlaRecord,
+    schedule: &Schedule,
+) -> Result<(), StoreError> {
+    let opt = |t: Option<OffsetDateTime>| t.map(millis);
+    sqlx::query(
+        "UPDATE tickets SET first_response_at = $1, resolved_at = $2, sla_paused_at = $3, \
+            sla_paused_ms = $4, first_response_due_at = $5, first_response_risk_at = $6, \
+            resolution_due_at = $7, resolution_risk_at = $8 \
+         WHERE number = $9",
+    )
+    .bind(opt(record.first_response_at))
+    .bind(opt(record.resolved_at))
+    .bind(opt(record.paused_at))
+    .bind(i64::try_from(record.paused.whole_milliseconds()).unwrap_or(i64::MAX))
+    .bind(opt(schedule.first_response_due_at))
+    .bind(opt(schedule.first_response_risk_at))
+    .bind(opt(schedule.resolution_due_at))
+    .bind(opt(schedule.resolution_risk_at))
+    .bind(to_i64(number))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Starts a ticket transaction with a write, so SQLite takes the write lock before anything is
+/// read (a read-then-write transaction could fail on a concurrent writer instead of waiting).
+/// `None` (rolled back) when no such ticket exists.
+async fn begin_ticket_change(
+    pool: &SqlitePool,
+    number: u64,
+    now: OffsetDateTime,
+) -> Result<Option<sqlx::Transaction<'static, sqlx::Sqlite>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let touched = sqlx::query("UPDATE tickets SET updated_at = $1 WHERE number = $2")
+        .bind(millis(now))
+        .bind(to_i64(number))
+        .execute(&mut *tx)
+        .await?;
+    if touched.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    Ok(Some(tx))
 }
 
 const SELECT_ENROLLMENT_TOKEN: &str =
@@ -196,7 +278,7 @@ async fn write_batch(
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
         let mut savepoint = sqlx::Connection::begin(&mut *tx).await?;
-        match insert_ticket(&mut savepoint, &job.ticket, job.now).await {
+        match insert_ticket(&mut savepoint, &job.ticket, &job.sla, job.now).await {
             Ok(recorded) => {
                 savepoint.commit().await?;
                 results.push(Ok(recorded));
@@ -215,6 +297,7 @@ async fn write_batch(
 async fn insert_ticket(
     conn: &mut SqliteConnection,
     ticket: &TicketRecord,
+    sla: &Policy,
     now: OffsetDateTime,
 ) -> Result<RecordedTicket, StoreError> {
     let findings = serde_json::to_string(&ticket.findings)
@@ -233,10 +316,14 @@ async fn insert_ticket(
             created: false,
         });
     }
+    let schedule = sla.schedule(&mut SlaRecord::new(now, priority), now);
+    let opt = |t: Option<OffsetDateTime>| t.map(millis);
     let row = sqlx::query(
         "INSERT INTO tickets (machine_id, idempotency_key, os_user, description, urgency, \
-            priority, status, tier, worst_finding, findings, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, 'new', 1, $7, $8, $9, $9) \
+            priority, status, tier, worst_finding, findings, created_at, updated_at, \
+            first_response_due_at, first_response_risk_at, resolution_due_at, \
+            resolution_risk_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, 'new', 1, $7, $8, $9, $9, $10, $11, $12, $13) \
          RETURNING number",
     )
     .bind(&ticket.machine_id)
@@ -248,6 +335,10 @@ async fn insert_ticket(
     .bind(ticket.worst_finding.map(|s| s.as_str()))
     .bind(findings)
     .bind(millis(now))
+    .bind(opt(schedule.first_response_due_at))
+    .bind(opt(schedule.first_response_risk_at))
+    .bind(opt(schedule.resolution_due_at))
+    .bind(opt(schedule.resolution_risk_at))
     .fetch_one(&mut *conn)
     .await?;
     let number: i64 = row.try_get("number")?;
@@ -523,7 +614,11 @@ impl Store for SqliteStore {
         })
     }
 
-    fn machine<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<MachineDetail>> {
+    fn machine<'a>(
+        &'a self,
+        id: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Option<MachineDetail>> {
         Box::pin(async move {
             self.telemetry.flush(&self.pool).await?;
             let row = sqlx::query(concat!(
@@ -538,10 +633,13 @@ impl Store for SqliteStore {
             let summary = machine_summary(&row)?;
             let revoked_at = opt_from_millis(row.try_get("revoked_at")?)?;
             let tickets = self
-                .list_tickets(&TicketFilter {
-                    machine: Some(id.to_owned()),
-                    ..TicketFilter::default()
-                })
+                .list_tickets(
+                    &TicketFilter {
+                        machine: Some(id.to_owned()),
+                        ..TicketFilter::default()
+                    },
+                    now,
+                )
                 .await?;
             Ok(Some(MachineDetail {
                 summary,
@@ -603,10 +701,14 @@ impl Store for SqliteStore {
         ticket: &'a TicketRecord,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, RecordedTicket> {
-        Box::pin(submit_ticket(&self.ingest, ticket, now))
+        Box::pin(submit_ticket(&self.ingest, ticket, self.policy(), now))
     }
 
-    fn list_tickets<'a>(&'a self, filter: &'a TicketFilter) -> StoreFuture<'a, Vec<TicketSummary>> {
+    fn list_tickets<'a>(
+        &'a self,
+        filter: &'a TicketFilter,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Vec<TicketSummary>> {
         Box::pin(async move {
             // Search: a ticket number (`12`, `#12`), a reference (`LL-7KQ2-M9XD`, matched on the
             // idempotency key it encodes), or text in the description or host name.
@@ -632,6 +734,12 @@ impl Store for SqliteStore {
                    CASE WHEN $9 = 'priority' THEN (CASE t.priority WHEN 'critical' THEN 4 \
                         WHEN 'high' THEN 3 WHEN 'normal' THEN 2 ELSE 1 END) ELSE 0 END DESC, \
                    CASE WHEN $9 = 'age' THEN t.number ELSE 0 END ASC, \
+                   CASE WHEN $9 = 'due' THEN (CASE WHEN ",
+                next_due!(),
+                " IS NULL THEN 1 ELSE 0 END) ELSE 0 END ASC, \
+                   CASE WHEN $9 = 'due' THEN ",
+                next_due!(),
+                " ELSE 0 END ASC, \
                    t.number DESC"
             ))
             .bind(filter.status.map(|s| s.as_str()))
@@ -645,24 +753,26 @@ impl Store for SqliteStore {
             .bind(filter.sort.map(|s| s.as_str()))
             .fetch_all(&self.pool)
             .await?;
-            rows.iter().map(ticket_summary).collect()
+            let policy = self.policy();
+            rows.iter()
+                .map(|row| ticket_summary(row, &policy, now))
+                .collect()
         })
     }
 
-    fn ticket(&self, number: u64) -> StoreFuture<'_, Option<TicketDetail>> {
+    fn ticket(&self, number: u64, now: OffsetDateTime) -> StoreFuture<'_, Option<TicketDetail>> {
         Box::pin(async move {
             let row = sqlx::query(concat!(
                 "SELECT ",
                 ticket_columns!(),
-                ", t.os_user, t.findings, t.first_response_at, \
-                    t.resolved_at \
+                ", t.os_user, t.findings \
                  FROM tickets t JOIN machines m ON m.id = t.machine_id WHERE t.number = $1"
             ))
             .bind(to_i64(number))
             .fetch_optional(&self.pool)
             .await?;
             let Some(row) = row else { return Ok(None) };
-            let summary = ticket_summary(&row)?;
+            let summary = ticket_summary(&row, &self.policy(), now)?;
             let findings: Vec<Finding> = serde_json::from_str(row.try_get::<&str, _>("findings")?)
                 .map_err(|e| StoreError::Corrupt(format!("findings of #{number}: {e}")))?;
             let comments = sqlx::query(
@@ -716,41 +826,62 @@ impl Store for SqliteStore {
         &'a self,
         number: u64,
         update: &'a TicketUpdate,
+        by: &'a str,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, Option<()>> {
         Box::pin(async move {
-            let resolving = update
-                .status
-                .map(|s| matches!(s, TicketStatus::Resolved | TicketStatus::Closed));
-            let assignee = update
-                .assignee
-                .as_deref()
-                .map(|a| if a.is_empty() { None } else { Some(a) });
-            // resolved_at: set when moving to resolved/closed (kept if already set), cleared when
-            // a ticket is reopened. first_response_at: the first change a technician makes.
-            let done = sqlx::query(
-                "UPDATE tickets SET \
-                    status = COALESCE($1, status), \
-                    priority = COALESCE($2, priority), \
-                    tier = COALESCE($3, tier), \
-                    assignee = CASE WHEN $4 THEN $5 ELSE assignee END, \
-                    resolved_at = CASE WHEN $6 IS NULL THEN resolved_at \
-                                       WHEN $6 THEN COALESCE(resolved_at, $7) ELSE NULL END, \
-                    first_response_at = COALESCE(first_response_at, $7), \
-                    updated_at = $7 \
-                 WHERE number = $8",
+            let policy = self.policy();
+            let Some(mut tx) = begin_ticket_change(&self.pool, number, now).await? else {
+                return Ok(None);
+            };
+            let (mut clocks, assignee) = load_clocks(&mut tx, number)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("ticket #{number} vanished")))?;
+            let before = TicketFields {
+                status: clocks.status,
+                priority: clocks.priority,
+                tier: clocks.tier,
+                assignee,
+            };
+            // A status change is a response and stops or restarts the clocks; resolved_at is
+            // set when moving to resolved/closed (kept if already set) and cleared on reopening.
+            if let Some(status) = update.status {
+                clocks.set_status(status, &policy.calendar, now);
+            }
+            if let Some(priority) = update.priority {
+                clocks.priority = priority;
+            }
+            if let Some(tier) = update.tier {
+                clocks.tier = tier;
+            }
+            let after = TicketFields {
+                status: clocks.status,
+                priority: clocks.priority,
+                tier: clocks.tier,
+                assignee: match update.assignee.as_deref() {
+                    Some("") => None,
+                    Some(name) => Some(name.to_owned()),
+                    None => before.assignee.clone(),
+                },
+            };
+            let schedule = policy.schedule(&mut clocks, now);
+            sqlx::query(
+                "UPDATE tickets SET status = $1, priority = $2, tier = $3, assignee = $4 \
+                 WHERE number = $5",
             )
-            .bind(update.status.map(|s| s.as_str()))
-            .bind(update.priority.map(|p| p.as_str()))
-            .bind(update.tier.map(|t| i64::from(t.get())))
-            .bind(assignee.is_some())
-            .bind(assignee.flatten())
-            .bind(resolving)
-            .bind(millis(now))
+            .bind(after.status.as_str())
+            .bind(after.priority.as_str())
+            .bind(i64::from(after.tier.get()))
+            .bind(after.assignee.as_deref())
             .bind(to_i64(number))
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-            Ok((done.rows_affected() > 0).then_some(()))
+            save_clocks(&mut tx, number, &clocks, &schedule).await?;
+            if let Some(note) = super::change_note(by, &before, &after) {
+                add_note(&mut tx, to_i64(number), &note, now).await?;
+            }
+            tx.commit().await?;
+            Ok(Some(()))
         })
     }
 
@@ -761,7 +892,15 @@ impl Store for SqliteStore {
         body: &'a str,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(insert_comment(&self.pool, number, author, body, false, now))
+        Box::pin(insert_comment(
+            &self.pool,
+            number,
+            author,
+            body,
+            false,
+            self.policy(),
+            now,
+        ))
     }
 
     fn record_heartbeat<'a>(
@@ -1366,7 +1505,15 @@ impl Store for SqliteStore {
         body: &'a str,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, bool> {
-        Box::pin(insert_comment(&self.pool, number, author, body, true, now))
+        Box::pin(insert_comment(
+            &self.pool,
+            number,
+            author,
+            body,
+            true,
+            self.policy(),
+            now,
+        ))
     }
 
     fn machine_tickets<'a>(
@@ -1543,6 +1690,157 @@ impl Store for SqliteStore {
             Ok(row.map(|r| r.try_get::<Vec<u8>, _>("png")).transpose()?)
         })
     }
+
+    // Service levels and escalation (issue 9).
+
+    fn apply_sla_policy(
+        &self,
+        policy: std::sync::Arc<Policy>,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            *self
+                .sla
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                std::sync::Arc::clone(&policy);
+            // Runs at start, before the collector answers requests: nothing writes meanwhile.
+            let mut tx = self.pool.begin().await?;
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                clock_columns!(),
+                " FROM tickets WHERE resolved_at IS NULL OR first_response_due_at IS NULL \
+                    OR resolution_due_at IS NULL"
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut changed = 0;
+            for row in &rows {
+                let mut clocks = sla_record(row)?;
+                let stored = Schedule {
+                    first_response_due_at: clocks.first_response_due_at,
+                    first_response_risk_at: opt_from_millis(
+                        row.try_get("first_response_risk_at")?,
+                    )?,
+                    resolution_due_at: clocks.resolution_due_at,
+                    resolution_risk_at: opt_from_millis(row.try_get("resolution_risk_at")?)?,
+                };
+                let schedule = policy.schedule(&mut clocks, now);
+                if schedule != stored {
+                    let number = to_u64(row.try_get("number")?)?;
+                    save_clocks(&mut tx, number, &clocks, &schedule).await?;
+                    changed += 1;
+                }
+            }
+            tx.commit().await?;
+            Ok(changed)
+        })
+    }
+
+    fn escalate_ticket<'a>(
+        &'a self,
+        number: u64,
+        escalation: &'a Escalation,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, EscalateOutcome> {
+        Box::pin(async move {
+            let Some(mut tx) = begin_ticket_change(&self.pool, number, now).await? else {
+                return Ok(EscalateOutcome::NotFound);
+            };
+            let (clocks, _) = load_clocks(&mut tx, number)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("ticket #{number} vanished")))?;
+            let refused = if matches!(clocks.status, TicketStatus::Resolved | TicketStatus::Closed)
+            {
+                Some(EscalateOutcome::Finished {
+                    status: clocks.status,
+                })
+            } else if escalation.to_tier <= clocks.tier {
+                Some(EscalateOutcome::NotHigher {
+                    current: clocks.tier,
+                })
+            } else {
+                None
+            };
+            if let Some(refused) = refused {
+                tx.rollback().await?;
+                return Ok(refused);
+            }
+            sqlx::query("UPDATE tickets SET tier = $1, assignee = $2 WHERE number = $3")
+                .bind(i64::from(escalation.to_tier.get()))
+                .bind(escalation.assignee.as_deref())
+                .bind(to_i64(number))
+                .execute(&mut *tx)
+                .await?;
+            let note = super::escalation_note(clocks.tier, escalation);
+            add_note(&mut tx, to_i64(number), &note, now).await?;
+            tx.commit().await?;
+            Ok(EscalateOutcome::Escalated { from: clocks.tier })
+        })
+    }
+
+    fn auto_escalate(&self, now: OffsetDateTime) -> StoreFuture<'_, Vec<AutoEscalation>> {
+        Box::pin(async move {
+            let policy = self.policy();
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                clock_columns!(),
+                " FROM tickets WHERE tier < 3 AND sla_paused_at IS NULL AND ( \
+                    (first_response_at IS NULL AND first_response_escalated = 0 \
+                        AND first_response_risk_at <= $1) \
+                    OR (resolved_at IS NULL AND resolution_escalated = 0 \
+                        AND resolution_risk_at <= $1)) \
+                 ORDER BY number"
+            ))
+            .bind(millis(now))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut done = Vec::new();
+            for row in &rows {
+                let clocks = sla_record(row)?;
+                let targets = policy.escalations(&clocks, now);
+                if targets.is_empty() {
+                    continue;
+                }
+                let number = to_u64(row.try_get("number")?)?;
+                let to = lifeline_shared::v1::api::Tier::new(clocks.tier.get() + 1)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let marks =
+                    |which| clocks.escalated(which) || targets.iter().any(|t| t.target == which);
+                let mut tx = self.pool.begin().await?;
+                // Moves only if nobody (another collector, a technician) changed it meanwhile.
+                let moved = sqlx::query(
+                    "UPDATE tickets SET tier = $1, first_response_escalated = $2, \
+                        resolution_escalated = $3 \
+                     WHERE number = $4 AND tier = $5 AND first_response_escalated = $6 \
+                        AND resolution_escalated = $7 AND sla_paused_at IS NULL",
+                )
+                .bind(i64::from(to.get()))
+                .bind(i64::from(marks(SlaTarget::FirstResponse)))
+                .bind(i64::from(marks(SlaTarget::Resolution)))
+                .bind(to_i64(number))
+                .bind(i64::from(clocks.tier.get()))
+                .bind(i64::from(clocks.first_response_escalated))
+                .bind(i64::from(clocks.resolution_escalated))
+                .execute(&mut *tx)
+                .await?;
+                if moved.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    continue;
+                }
+                let escalation = AutoEscalation {
+                    number,
+                    from: clocks.tier,
+                    to,
+                    targets,
+                };
+                add_note(&mut tx, to_i64(number), &escalation.note(), now).await?;
+                tx.commit().await?;
+                done.push(escalation);
+            }
+            Ok(done)
+        })
+    }
 }
 
 async fn current_catalog(pool: &SqlitePool) -> Result<Option<CatalogRecord>, StoreError> {
@@ -1656,21 +1954,18 @@ async fn insert_comment(
     author: &str,
     body: &str,
     public: bool,
+    sla: std::sync::Arc<Policy>,
     now: OffsetDateTime,
 ) -> Result<bool, StoreError> {
-    let mut tx = pool.begin().await?;
-    let done = sqlx::query(
-        "UPDATE tickets SET updated_at = $1, \
-            first_response_at = COALESCE(first_response_at, $1) WHERE number = $2",
-    )
-    .bind(millis(now))
-    .bind(to_i64(number))
-    .execute(&mut *tx)
-    .await?;
-    if done.rows_affected() == 0 {
-        tx.rollback().await?;
+    let Some(mut tx) = begin_ticket_change(pool, number, now).await? else {
         return Ok(false);
-    }
+    };
+    let (mut clocks, _) = load_clocks(&mut tx, number)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("ticket #{number} vanished")))?;
+    clocks.respond(now);
+    let schedule = sla.schedule(&mut clocks, now);
+    save_clocks(&mut tx, number, &clocks, &schedule).await?;
     sqlx::query(
         "INSERT INTO comments (ticket_number, author, body, public, created_at) \
          VALUES ($1, $2, $3, $4, $5)",

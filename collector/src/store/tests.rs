@@ -140,6 +140,11 @@ on_every_backend!(
     runs_wait_for_approval_dispatch_once_and_end_on_their_ticket,
     web_sessions_follow_their_user_and_end_when_stale,
     the_latest_snapshot_is_the_newest_of_tickets_and_inspections,
+    due_times_follow_comments_pauses_and_priority_changes,
+    sorting_by_due_puts_the_soonest_first_and_paused_tickets_last,
+    at_risk_tickets_escalate_one_tier_once_per_target,
+    escalation_goes_up_only_and_not_for_finished_tickets,
+    a_new_policy_moves_running_due_times_and_keeps_met_ones,
 );
 
 fn at(secs: i64) -> OffsetDateTime {
@@ -192,9 +197,23 @@ async fn a_screenshot_is_stored_with_its_ticket(store: &Backend) {
     };
     store.record_ticket(&with, at(1_100)).await.unwrap();
     store.record_ticket(&ticket("k2"), at(1_200)).await.unwrap();
-    assert!(store.ticket(1).await.unwrap().unwrap().has_screenshot);
+    assert!(
+        store
+            .ticket(1, at(2_000))
+            .await
+            .unwrap()
+            .unwrap()
+            .has_screenshot
+    );
     assert_eq!(store.ticket_screenshot(1).await.unwrap(), Some(png));
-    assert!(!store.ticket(2).await.unwrap().unwrap().has_screenshot);
+    assert!(
+        !store
+            .ticket(2, at(2_000))
+            .await
+            .unwrap()
+            .unwrap()
+            .has_screenshot
+    );
     assert_eq!(store.ticket_screenshot(2).await.unwrap(), None);
 }
 
@@ -247,8 +266,9 @@ async fn the_queue_filters_searches_and_sorts(store: &Backend) {
     store.record_ticket(&low, at(1_100)).await.unwrap();
     store.record_ticket(&ticket("k2"), at(1_200)).await.unwrap();
     let numbers = |list: Vec<TicketSummary>| list.iter().map(|t| t.number).collect::<Vec<_>>();
-    let find =
-        |filter: TicketFilter| async move { numbers(store.list_tickets(&filter).await.unwrap()) };
+    let find = |filter: TicketFilter| async move {
+        numbers(store.list_tickets(&filter, at(2_000)).await.unwrap())
+    };
     assert_eq!(find(TicketFilter::default()).await, [2, 1]);
     let q = |text: &str| TicketFilter {
         q: Some(text.into()),
@@ -290,7 +310,7 @@ async fn same_idempotency_key_gives_the_same_ticket_and_numbers_are_sequential(s
     assert_eq!((first.number, first.created), (1, true));
     assert_eq!((again.number, again.created), (1, false));
     assert_eq!(second.number, 2);
-    let detail = store.ticket(1).await.unwrap().unwrap();
+    let detail = store.ticket(1, at(2_000)).await.unwrap().unwrap();
     assert_eq!(detail.snapshots.len(), 1);
     assert_eq!(detail.summary.priority, Priority::High);
     assert_eq!(detail.summary.status, TicketStatus::New);
@@ -336,7 +356,7 @@ async fn report_concurrently(stores: &[Arc<dyn Store>]) {
     numbers.sort_unstable();
     assert_eq!(numbers, (1..=31).collect::<Vec<u64>>());
     let all = stores[0]
-        .list_tickets(&TicketFilter::default())
+        .list_tickets(&TicketFilter::default(), at(2_000))
         .await
         .unwrap();
     assert_eq!(all.len(), 31);
@@ -389,7 +409,7 @@ async fn pending_machine_is_approved_once_and_revoked_stays_revoked(store: &Back
     assert_eq!(store.machine_by_fingerprint("fp1").await.unwrap(), None);
     assert_eq!(store.approve_machine("nope").await.unwrap(), None);
     assert!(!store.revoke_machine("nope", at(1_300)).await.unwrap());
-    let detail = store.machine("m1").await.unwrap().unwrap();
+    let detail = store.machine("m1", at(2_000)).await.unwrap().unwrap();
     assert_eq!(detail.revoked_at, Some(at(1_200)));
     assert_eq!(store.list_machines().await.unwrap().len(), 1);
 }
@@ -435,7 +455,7 @@ async fn a_machine_sees_its_own_tickets_with_public_comments_only(store: &Backen
     assert!(store.machine_tickets("m3", 20).await.unwrap().is_empty());
 
     // Technicians see both comments, each marked.
-    let detail = store.ticket(1).await.unwrap().unwrap();
+    let detail = store.ticket(1, at(2_000)).await.unwrap().unwrap();
     let public: Vec<bool> = detail.comments.iter().map(|c| c.public).collect();
     assert_eq!(public, [false, true]);
     assert_eq!(detail.first_response_at, Some(at(1_200)));
@@ -451,11 +471,11 @@ async fn resolving_sets_and_reopening_clears_resolved_at(store: &Backend) {
         ..TicketUpdate::default()
     };
     store
-        .update_ticket(1, &resolve, at(1_200))
+        .update_ticket(1, &resolve, "bob", at(1_200))
         .await
         .unwrap()
         .unwrap();
-    let t = store.ticket(1).await.unwrap().unwrap();
+    let t = store.ticket(1, at(2_000)).await.unwrap().unwrap();
     assert_eq!(t.resolved_at, Some(at(1_200)));
     assert_eq!(t.first_response_at, Some(at(1_200)));
     assert_eq!(t.summary.assignee.as_deref(), Some("bob"));
@@ -466,16 +486,19 @@ async fn resolving_sets_and_reopening_clears_resolved_at(store: &Backend) {
         ..TicketUpdate::default()
     };
     store
-        .update_ticket(1, &reopen, at(1_300))
+        .update_ticket(1, &reopen, "bob", at(1_300))
         .await
         .unwrap()
         .unwrap();
-    let t = store.ticket(1).await.unwrap().unwrap();
+    let t = store.ticket(1, at(2_000)).await.unwrap().unwrap();
     assert_eq!(t.resolved_at, None);
     assert_eq!(t.first_response_at, Some(at(1_200)));
     assert_eq!(t.summary.assignee, None);
     assert_eq!(
-        store.update_ticket(9, &reopen, at(1_300)).await.unwrap(),
+        store
+            .update_ticket(9, &reopen, "bob", at(1_300))
+            .await
+            .unwrap(),
         None
     );
 }
@@ -558,12 +581,12 @@ async fn telemetry_is_written_within_a_flush_interval_and_readers_see_it_at_once
     b.record_heartbeat("m1", "{\"n\":2}", at(6_000))
         .await
         .unwrap();
-    let machine = b.machine("m1").await.unwrap().unwrap();
+    let machine = b.machine("m1", at(2_000)).await.unwrap().unwrap();
     assert_eq!(machine.summary.last_seen_at, at(6_000));
     assert_eq!(b.vitals("m1", 10).await.unwrap()[0].1, "{\"n\":2}");
     // Last seen never moves back.
     b.touch_machine("m1", at(5_500)).await.unwrap();
-    let machine = b.machine("m1").await.unwrap().unwrap();
+    let machine = b.machine("m1", at(2_000)).await.unwrap().unwrap();
     assert_eq!(machine.summary.last_seen_at, at(6_000));
 }
 
@@ -990,7 +1013,7 @@ async fn runs_wait_for_approval_dispatch_once_and_end_on_their_ticket(store: &Ba
         store.run_by_work(work_id).await.unwrap().unwrap().id,
         direct.id
     );
-    let timeline = store.ticket(1).await.unwrap().unwrap().comments;
+    let timeline = store.ticket(1, at(2_000)).await.unwrap().unwrap().comments;
     let last = timeline.last().unwrap();
     assert_eq!(
         (last.author.as_str(), last.body.as_str()),
@@ -1093,7 +1116,7 @@ async fn the_latest_snapshot_is_the_newest_of_tickets_and_inspections(store: &Ba
     let (when, document) = store.latest_snapshot("m1").await.unwrap().unwrap();
     assert_eq!((when, document), (at(1_400), fresh));
     // The inspection's snapshot is attached to its ticket, with a note.
-    let detail = store.ticket(1).await.unwrap().unwrap();
+    let detail = store.ticket(1, at(2_000)).await.unwrap().unwrap();
     assert_eq!(detail.snapshots.len(), 2);
     assert!(detail.comments[0].body.contains("fresh snapshot attached"));
 }
@@ -1118,7 +1141,7 @@ async fn two_collectors_number_tickets_sequentially_without_gaps_or_duplicates()
     report_concurrently(&stores).await;
     // Both see the same queue.
     let seen = stores[1]
-        .list_tickets(&TicketFilter::default())
+        .list_tickets(&TicketFilter::default(), at(2_000))
         .await
         .unwrap();
     assert_eq!(seen.len(), 31);
@@ -1203,4 +1226,266 @@ async fn a_revocation_on_one_collector_holds_at_once_on_the_other() {
         .unwrap()
         .unwrap();
     assert_eq!(after.status, MachineStatus::Revoked);
+}
+
+// Service levels and escalation (issue 9).
+
+fn sla_of(detail: &TicketDetail) -> lifeline_shared::v1::sla::TicketSla {
+    detail.summary.sla.clone().unwrap()
+}
+
+fn update(status: Option<TicketStatus>, priority: Option<Priority>) -> TicketUpdate {
+    TicketUpdate {
+        status,
+        priority,
+        ..TicketUpdate::default()
+    }
+}
+
+async fn due_times_follow_comments_pauses_and_priority_changes(store: &Backend) {
+    use lifeline_shared::v1::sla::SlaState;
+    with_machine(&**store).await;
+    // Priority high (normal urgency, critical finding): 1 h / 8 h around the clock.
+    store
+        .record_ticket(&ticket("k1"), at(10_000))
+        .await
+        .unwrap();
+    let sla = sla_of(&store.ticket(1, at(10_600)).await.unwrap().unwrap());
+    assert_eq!(sla.first_response.due_at, Some(at(10_000 + 3600)));
+    assert_eq!(sla.first_response.left_secs, 3000);
+    assert_eq!(sla.resolution.due_at, Some(at(10_000 + 8 * 3600)));
+    assert_eq!(sla.first_response.state, SlaState::Ok);
+
+    // A priority change is not a response; the due times follow it.
+    let to_normal = update(None, Some(Priority::Normal));
+    store
+        .update_ticket(1, &to_normal, "bob", at(10_060))
+        .await
+        .unwrap();
+    let detail = store.ticket(1, at(10_060)).await.unwrap().unwrap();
+    assert_eq!(detail.first_response_at, None);
+    assert_eq!(
+        sla_of(&detail).first_response.due_at,
+        Some(at(10_000 + 4 * 3600))
+    );
+    assert_eq!(detail.comments[0].author, "lifeline");
+    assert_eq!(
+        detail.comments[0].body,
+        "bob changed priority high → normal (due times follow)"
+    );
+
+    // A technician's comment is the first response and freezes that target.
+    store
+        .add_comment(1, "bob", "looking", at(10_600))
+        .await
+        .unwrap();
+    let sla = sla_of(&store.ticket(1, at(20_000)).await.unwrap().unwrap());
+    assert_eq!(sla.first_response.done_at, Some(at(10_600)));
+    assert_eq!(sla.first_response.state, SlaState::Met);
+
+    // Waiting on the user pauses; the due time moves later by the time paused.
+    let waiting = update(Some(TicketStatus::WaitingOnUser), None);
+    store
+        .update_ticket(1, &waiting, "bob", at(11_000))
+        .await
+        .unwrap();
+    let detail = store.ticket(1, at(50_000)).await.unwrap().unwrap();
+    let sla = sla_of(&detail);
+    assert_eq!(sla.resolution.state, SlaState::Paused);
+    assert_eq!(sla.resolution.due_at, None);
+    assert_eq!(sla.paused_since, Some(at(11_000)));
+    assert!(
+        detail
+            .comments
+            .last()
+            .unwrap()
+            .body
+            .contains("service-level clocks paused"),
+        "{:?}",
+        detail.comments
+    );
+    let back = update(Some(TicketStatus::InProgress), None);
+    store
+        .update_ticket(1, &back, "bob", at(14_600))
+        .await
+        .unwrap();
+    let sla = sla_of(&store.ticket(1, at(14_600)).await.unwrap().unwrap());
+    assert_eq!(
+        sla.resolution.due_at,
+        Some(at(10_000 + 48 * 3600 + 3600)),
+        "normal: 2 d, plus the hour it waited"
+    );
+}
+
+async fn sorting_by_due_puts_the_soonest_first_and_paused_tickets_last(store: &Backend) {
+    with_machine(&**store).await;
+    let mut low = ticket("k1");
+    low.urgency = Urgency::Low;
+    low.worst_finding = None;
+    store.record_ticket(&low, at(10_000)).await.unwrap(); // low: due in 1 d
+    store
+        .record_ticket(&ticket("k2"), at(10_100))
+        .await
+        .unwrap(); // high: 1 h
+    store
+        .record_ticket(&ticket("k3"), at(10_200))
+        .await
+        .unwrap(); // high: 1 h
+    let waiting = update(Some(TicketStatus::WaitingOnUser), None);
+    store
+        .update_ticket(2, &waiting, "bob", at(10_300))
+        .await
+        .unwrap();
+    let by_due = TicketFilter {
+        sort: Some(TicketSort::Due),
+        ..TicketFilter::default()
+    };
+    let list = store.list_tickets(&by_due, at(10_400)).await.unwrap();
+    let order: Vec<u64> = list.iter().map(|t| t.number).collect();
+    // #2 answered (first response met) and paused: nothing due, so last.
+    assert_eq!(order, [3, 1, 2]);
+}
+
+async fn at_risk_tickets_escalate_one_tier_once_per_target(store: &Backend) {
+    with_machine(&**store).await;
+    store
+        .record_ticket(&ticket("k1"), at(10_000))
+        .await
+        .unwrap(); // high: 1 h / 8 h
+    assert!(
+        store
+            .auto_escalate(at(10_000 + 44 * 60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let moved = store.auto_escalate(at(10_000 + 46 * 60)).await.unwrap();
+    assert_eq!(moved.len(), 1);
+    assert_eq!((moved[0].from.get(), moved[0].to.get()), (1, 2));
+    assert_eq!(
+        moved[0].note(),
+        "Automatically escalated to tier 2: first response due in 14m"
+    );
+    assert!(
+        store
+            .auto_escalate(at(10_000 + 50 * 60))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let detail = store
+        .ticket(1, at(10_000 + 50 * 60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(detail.summary.tier.get(), 2);
+    assert!(sla_of(&detail).first_response.auto_escalated);
+    assert_eq!(detail.comments.len(), 1);
+    // The resolution target escalates on its own, later; tier 3 is the top.
+    let moved = store.auto_escalate(at(10_000 + 7 * 3600)).await.unwrap();
+    assert_eq!(moved[0].to.get(), 3);
+    assert!(
+        store
+            .auto_escalate(at(10_000 + 9 * 3600))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn escalation_goes_up_only_and_not_for_finished_tickets(store: &Backend) {
+    with_machine(&**store).await;
+    store
+        .record_ticket(&ticket("k1"), at(10_000))
+        .await
+        .unwrap();
+    let to = |tier| Escalation {
+        to_tier: Tier::new(tier).unwrap(),
+        by: "bob".into(),
+        reason: "needs the network team".into(),
+        assignee: None,
+    };
+    assert_eq!(
+        store.escalate_ticket(1, &to(2), at(10_100)).await.unwrap(),
+        EscalateOutcome::Escalated { from: Tier::FIRST }
+    );
+    let detail = store.ticket(1, at(10_100)).await.unwrap().unwrap();
+    assert_eq!(detail.summary.tier.get(), 2);
+    assert_eq!(detail.summary.assignee, None);
+    assert_eq!(
+        detail.first_response_at, None,
+        "an escalation is not a response"
+    );
+    assert_eq!(
+        detail.comments[0].body,
+        "Escalated from tier 1 to tier 2 by bob (in the tier 2 queue): needs the network team"
+    );
+    assert_eq!(
+        store.escalate_ticket(1, &to(2), at(10_200)).await.unwrap(),
+        EscalateOutcome::NotHigher {
+            current: Tier::new(2).unwrap()
+        }
+    );
+    assert_eq!(
+        store.escalate_ticket(9, &to(2), at(10_200)).await.unwrap(),
+        EscalateOutcome::NotFound
+    );
+    let resolve = update(Some(TicketStatus::Resolved), None);
+    store
+        .update_ticket(1, &resolve, "bob", at(10_300))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.escalate_ticket(1, &to(3), at(10_400)).await.unwrap(),
+        EscalateOutcome::Finished {
+            status: TicketStatus::Resolved
+        }
+    );
+}
+
+async fn a_new_policy_moves_running_due_times_and_keeps_met_ones(store: &Backend) {
+    with_machine(&**store).await;
+    store
+        .record_ticket(&ticket("k1"), at(10_000))
+        .await
+        .unwrap();
+    store
+        .record_ticket(&ticket("k2"), at(10_000))
+        .await
+        .unwrap();
+    store
+        .add_comment(2, "bob", "on it", at(10_060))
+        .await
+        .unwrap();
+    let policy = crate::sla::Policy {
+        high: crate::sla::Targets {
+            first_response: time::Duration::hours(2),
+            resolution: time::Duration::hours(10),
+        },
+        ..crate::sla::Policy::default()
+    };
+    let changed = store
+        .apply_sla_policy(std::sync::Arc::new(policy), at(10_100))
+        .await
+        .unwrap();
+    assert_eq!(changed, 2);
+    let one = sla_of(&store.ticket(1, at(10_100)).await.unwrap().unwrap());
+    assert_eq!(one.first_response.due_at, Some(at(10_000 + 2 * 3600)));
+    assert_eq!(one.resolution.due_at, Some(at(10_000 + 10 * 3600)));
+    let two = sla_of(&store.ticket(2, at(10_100)).await.unwrap().unwrap());
+    assert_eq!(
+        two.first_response.due_at,
+        Some(at(10_000 + 3600)),
+        "met: frozen"
+    );
+    assert_eq!(
+        store
+            .apply_sla_policy(
+                std::sync::Arc::new(crate::sla::Policy::default()),
+                at(10_200)
+            )
+            .await
+            .unwrap(),
+        2
+    );
 }

@@ -53,6 +53,8 @@ pub mod paths {
     pub const MACHINE_REVOKE: &str = "/admin/machines/{id}/revoke";
     pub const CATALOG: &str = "/admin/catalog";
     pub const AUDIT: &str = "/admin/audit";
+    // Service levels and escalation (issue 9).
+    pub const TICKET_ESCALATE: &str = "/tickets/{n}/escalate";
 }
 
 /// The one stylesheet, compiled into the binary.
@@ -88,6 +90,8 @@ pub fn routes() -> Router<AppState> {
         .route(paths::MACHINE_REVOKE, post(admin::revoke_machine))
         .route(paths::CATALOG, get(admin::catalog))
         .route(paths::AUDIT, get(admin::audit))
+        // Service levels and escalation (issue 9).
+        .route(paths::TICKET_ESCALATE, post(pages::sla::escalate))
 }
 
 async fn stylesheet() -> Response {

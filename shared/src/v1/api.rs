@@ -70,6 +70,8 @@ pub mod paths {
     pub const AUDIT_VERIFY: &str = "/api/v1/audit/verify";
     /// `GET` the OpenAPI 3.1 description of this API.
     pub const OPENAPI: &str = "/api/v1/openapi.json";
+    /// `POST` a ticket up to a higher tier (service levels and escalation, issue 9).
+    pub const TICKET_ESCALATE: &str = "/api/v1/tickets/{n}/escalate";
 }
 
 /// Body of every error response: `{"error": "what is wrong"}`.
@@ -393,6 +395,9 @@ pub struct TicketSummary {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+    // Service levels (issue 9): due times, time left and state of the ticket's targets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sla: Option<crate::v1::sla::TicketSla>,
 }
 
 /// A technician's comment on a ticket.
@@ -466,8 +471,14 @@ pub struct TicketFilter {
 }
 
 names!(
-    /// How a ticket list is ordered: newest first, highest priority first, or oldest first.
-    TicketSort, "sort order", { Newest => "newest", Priority => "priority", Age => "age" }
+    /// How a ticket list is ordered: newest first, highest priority first, oldest first, or the
+    /// soonest service-level due time first (paused and finished tickets last).
+    TicketSort, "sort order", {
+        Newest => "newest",
+        Priority => "priority",
+        Age => "age",
+        Due => "due",
+    }
 );
 
 /// `PATCH /api/v1/tickets/{n}`: fields left out stay as they are. `assignee: ""` unassigns.

@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit;
 pub mod catalog;
 pub mod run;
+pub mod sla;
 pub mod snapshot;
 pub mod vitals;
 pub mod work;

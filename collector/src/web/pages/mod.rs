@@ -4,6 +4,8 @@ pub mod admin;
 pub mod machines;
 pub mod queue;
 pub mod runs;
+// Service levels and escalation (issue 9).
+pub mod sla;
 pub mod ticket;
 
 use lifeline_shared::findings::{Finding, Severity};

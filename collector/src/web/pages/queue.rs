@@ -78,6 +78,8 @@ struct Row {
     assignee: String,
     worst: &'static str,
     age: String,
+    // Service levels (issue 9).
+    due: super::sla::DueCell,
 }
 
 #[derive(Debug)]
@@ -131,7 +133,7 @@ pub async fn page(
     let Query(query) = query.map_err(|e| PageError::bad_request(e.body_text()))?;
     let filter = query.filter()?;
     let now = state.clock.now();
-    let tickets = state.store.list_tickets(&filter).await?;
+    let tickets = state.store.list_tickets(&filter, now).await?;
     let counted = state.store.ticket_status_counts().await?;
     let counts = TicketStatus::ALL
         .iter()
@@ -184,6 +186,7 @@ pub async fn page(
             assignee: t.assignee.clone().unwrap_or_default(),
             worst: severity(t.worst_finding),
             age: ago(t.created_at, now),
+            due: super::sla::DueCell::of(t.sla.as_ref()),
         })
         .collect();
     let page = QueuePage {
@@ -218,6 +221,7 @@ pub async fn page(
                     TicketSort::Newest => "Newest first",
                     TicketSort::Priority => "Highest priority first",
                     TicketSort::Age => "Oldest first",
+                    TicketSort::Due => "Due soonest",
                 };
                 Choice::new(s.as_str(), text, filter.sort == Some(*s))
             })

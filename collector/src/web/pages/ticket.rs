@@ -145,6 +145,8 @@ struct TicketPage {
     actions: Vec<ActionForm>,
     inspection: Option<InspectionNotice>,
     csrf_field: &'static str,
+    // Service levels (issue 9).
+    sla: Option<super::sla::SlaCard>,
 }
 
 fn ticket_number(
@@ -157,7 +159,7 @@ fn ticket_number(
 async fn load(state: &AppState, n: u64) -> Result<TicketDetail, PageError> {
     state
         .store
-        .ticket(n)
+        .ticket(n, state.clock.now())
         .await?
         .ok_or_else(|| PageError::new(StatusCode::NOT_FOUND, format!("no ticket #{n}")))
 }
@@ -181,7 +183,7 @@ pub async fn page(
     let detail = load(&state, n).await?;
     let now = state.clock.now();
     let summary = &detail.summary;
-    let machine = state.store.machine(&summary.machine_id).await?;
+    let machine = state.store.machine(&summary.machine_id, now).await?;
     let machine_online = machine
         .as_ref()
         .is_some_and(|m| is_online(m.summary.last_seen_at, now));
@@ -345,6 +347,7 @@ pub async fn page(
         actions: catalog.iter().map(ActionForm::of).collect(),
         inspection,
         csrf_field: csrf::FIELD,
+        sla: super::sla::SlaCard::of(summary),
     };
     Ok(render(StatusCode::OK, &page))
 }
