@@ -17,6 +17,9 @@ pub mod store;
 pub mod tls;
 pub mod wakeup;
 pub mod web;
+// Recurring problems, knowledge search and help-desk metrics (issue 9).
+pub mod knowledge;
+pub mod reports;
 
 use std::future::Future;
 use std::sync::Arc;

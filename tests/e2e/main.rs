@@ -24,5 +24,7 @@ mod collector_roles;
 mod collector_tls;
 mod desktop;
 mod harness;
+// Recurring problems, knowledge search and help-desk metrics (issue 9).
+mod knowledge;
 mod snapshot;
 mod web;

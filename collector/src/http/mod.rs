@@ -16,6 +16,8 @@ pub mod ops;
 pub mod tickets;
 pub mod users;
 pub mod work;
+// Recurring problems, knowledge search and help-desk metrics (issue 9).
+pub mod reports;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(actions::routes())
         .merge(audit::routes())
         .merge(agent_tickets::routes())
+        .merge(reports::routes())
         .merge(crate::web::routes())
         .route(
             lifeline_shared::v1::api::paths::OPENAPI,

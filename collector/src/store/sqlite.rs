@@ -33,6 +33,8 @@ use super::{
     WorkOutcome, WorkRecord,
 };
 use crate::secret::TokenHash;
+// Recurring problems, knowledge and reports (issue 9).
+use super::{RecurringRecord, SimilarAnswer, WindowFacts};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -114,6 +116,11 @@ impl SqliteStore {
                 source,
             })?;
         MIGRATOR.run(&pool).await?;
+        // Fingerprints of tickets stored before they existed (issue 9); a no-op afterwards.
+        let backfilled = knowledge::backfill_fingerprints(&pool).await?;
+        if backfilled > 0 {
+            tracing::info!(tickets = backfilled, "fingerprinted existing tickets");
+        }
         let (ingest, jobs) = mpsc::channel(INGEST_QUEUE);
         tokio::spawn(ingest_loop(pool.clone(), jobs));
         let telemetry = std::sync::Arc::new(Telemetry::default());
@@ -511,6 +518,7 @@ async fn insert_ticket(
         .execute(&mut *conn)
         .await?;
     }
+    knowledge::insert_fingerprints(conn, number, &ticket.findings).await?;
     Ok(RecordedTicket {
         number: to_u64(number)?,
         created: true,
@@ -956,6 +964,8 @@ impl Store for SqliteStore {
                     .fetch_optional(&self.pool)
                     .await?
                     .is_some();
+            let (resolution_note, fingerprints) =
+                knowledge::knowledge_of(&self.pool, to_i64(number)).await?;
             Ok(Some(TicketDetail {
                 summary,
                 os_user: row.try_get("os_user")?,
@@ -965,6 +975,8 @@ impl Store for SqliteStore {
                 comments,
                 snapshots,
                 has_screenshot,
+                resolution_note,
+                fingerprints,
             }))
         })
     }
@@ -1818,6 +1830,49 @@ impl Store for SqliteStore {
             Ok(row.map(|r| r.try_get::<Vec<u8>, _>("png")).transpose()?)
         })
     }
+
+    // Recurring problems, knowledge and reports (issue 9): queries in `sqlite/knowledge.rs`.
+    fn similar_tickets(&self, number: u64, limit: u32) -> StoreFuture<'_, Option<SimilarAnswer>> {
+        Box::pin(knowledge::similar_tickets(&self.pool, number, limit))
+    }
+
+    fn recurring_problems(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<RecurringRecord>> {
+        Box::pin(knowledge::recurring_problems(
+            &self.pool, since, until, limit,
+        ))
+    }
+
+    fn knowledge_candidates<'a>(
+        &'a self,
+        words: &'a [String],
+    ) -> StoreFuture<'a, Vec<crate::knowledge::Candidate>> {
+        Box::pin(knowledge::knowledge_candidates(&self.pool, words))
+    }
+
+    fn set_resolution_note<'a>(
+        &'a self,
+        number: u64,
+        author: &'a str,
+        note: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(knowledge::set_resolution_note(
+            &self.pool, number, author, note, now,
+        ))
+    }
+
+    fn report_facts(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> StoreFuture<'_, WindowFacts> {
+        Box::pin(knowledge::report_facts(&self.pool, since, until))
+    }
 }
 
 /// An audit row, read so that tampering cannot make listing or verification fail: a column
@@ -2142,6 +2197,9 @@ async fn load_work(pool: &SqlitePool, id: u64) -> Result<Option<WorkRecord>, Sto
         snapshot_json: r.try_get("snapshot")?,
     }))
 }
+
+// Recurring problems, knowledge and reports (issue 9).
+mod knowledge;
 
 #[cfg(test)]
 mod tests {

@@ -52,6 +52,8 @@ pub mod paths {
     pub const MACHINE_REVOKE: &str = "/admin/machines/{id}/revoke";
     pub const CATALOG: &str = "/admin/catalog";
     pub const AUDIT: &str = "/admin/audit";
+    // Recurring problems, knowledge search and help-desk metrics (issue 9).
+    pub const REPORTS: &str = "/reports";
 }
 
 /// The one stylesheet, compiled into the binary.
@@ -86,6 +88,7 @@ pub fn routes() -> Router<AppState> {
         .route(paths::MACHINE_REVOKE, post(admin::revoke_machine))
         .route(paths::CATALOG, get(admin::catalog))
         .route(paths::AUDIT, get(admin::audit))
+        .route(paths::REPORTS, get(pages::reports::page))
 }
 
 async fn stylesheet() -> Response {
