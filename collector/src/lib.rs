@@ -20,6 +20,9 @@ pub mod store;
 pub mod tls;
 pub mod wakeup;
 pub mod web;
+// Recurring problems, knowledge search and help-desk metrics (issue 9).
+pub mod knowledge;
+pub mod reports;
 
 // PostgreSQL store (issue 8): the throwaway PostgreSQL cluster the unit and e2e tests share.
 #[doc(hidden)]

@@ -22,6 +22,8 @@ use lifeline_shared::v1::api::{
 };
 use lifeline_shared::v1::audit::{AuditEntry, ChainReport};
 use lifeline_shared::v1::sla::EscalateRequest;
+// Recurring problems, knowledge search and help-desk metrics (issue 9).
+use lifeline_shared::v1::reports;
 use lifeline_shared::v1::work::{
     Heartbeat, HeartbeatAck, InspectRequest, WorkBatch, WorkResult, WorkStatus,
 };
@@ -454,6 +456,73 @@ pub fn operations() -> Vec<Operation> {
             J(one::<EscalateRequest>),
             J(one::<TicketDetail>),
         ),
+        // Recurring problems, knowledge search and help-desk metrics (issue 9).
+        Operation {
+            query: &[(
+                "limit",
+                Kind::Number,
+                "at most this many (default 10, max 100)",
+            )],
+            ..op(
+                "GET",
+                reports::paths::TICKET_SIMILAR,
+                "Earlier tickets with the same fingerprint keys, with their resolution and actions",
+                N,
+                J(one::<reports::SimilarTickets>),
+            )
+        },
+        Operation {
+            query: &[
+                (
+                    "since",
+                    Kind::Text,
+                    "window such as 30d, 12h or 90m (default 30d)",
+                ),
+                (
+                    "limit",
+                    Kind::Number,
+                    "at most this many keys (default 20, max 100)",
+                ),
+            ],
+            ..op(
+                "GET",
+                reports::paths::REPORTS_RECURRING,
+                "Fingerprint keys ranked by tickets and machines (known-error candidates)",
+                N,
+                J(one::<reports::RecurringReport>),
+            )
+        },
+        Operation {
+            query: &[(
+                "since",
+                Kind::Text,
+                "window such as 7d, 12h or 90m (default 7d)",
+            )],
+            ..op(
+                "GET",
+                reports::paths::REPORTS_SUMMARY,
+                "Help-desk figures: volumes, response and resolution times, SLA, actions",
+                N,
+                J(one::<reports::Summary>),
+            )
+        },
+        Operation {
+            query: &[
+                ("q", Kind::Text, "words that must all match (at most 8)"),
+                (
+                    "limit",
+                    Kind::Number,
+                    "at most this many hits (default 20, max 100)",
+                ),
+            ],
+            ..op(
+                "GET",
+                reports::paths::KB,
+                "Search resolved tickets with a resolution note",
+                N,
+                J(one::<reports::KbResults>),
+            )
+        },
     ]
 }
 

@@ -141,6 +141,12 @@ const EXPECTED: &[(&str, &str, &[Caller])] = &[
         "/tickets/{n}/escalate",
         &[TechnicianSession, AdminSession],
     ),
+    // Recurring problems, knowledge search and help-desk metrics (issue 9).
+    ("GET", "/api/v1/tickets/{n}/similar", &[Technician, Admin]),
+    ("GET", "/api/v1/reports/recurring", &[Technician, Admin]),
+    ("GET", "/api/v1/reports/summary", &[Technician, Admin]),
+    ("GET", "/api/v1/kb", &[Technician, Admin]),
+    ("GET", "/reports", &[TechnicianSession, AdminSession]),
     // Last: it ends the sessions the rows above use.
     ("POST", "/logout", &[TechnicianSession, AdminSession]),
 ];

@@ -26,6 +26,8 @@ mod desktop;
 mod harness;
 // Service levels and escalation (issue 9).
 mod sla;
+// Recurring problems, knowledge search and help-desk metrics (issue 9).
+mod knowledge;
 mod snapshot;
 mod web;
 // PostgreSQL store (issue 8).

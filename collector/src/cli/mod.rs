@@ -7,6 +7,8 @@ pub mod actions;
 pub mod audit;
 pub mod client;
 pub mod output;
+// Recurring problems, knowledge search and help-desk metrics (issue 9).
+pub mod reports;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -88,6 +90,13 @@ pub enum ClientCommand {
     /// The tamper-evident audit log (admin)
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    // Recurring problems, knowledge search and help-desk metrics (issue 9).
+    /// Help-desk reports: recurring problems and summary figures
+    #[command(subcommand)]
+    Reports(reports::ReportsCommand),
+    /// The knowledge base: how resolved tickets were solved
+    #[command(subcommand)]
+    Kb(reports::KbCommand),
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -131,6 +140,10 @@ pub enum TicketsCommand {
         /// Put the ticket back in its tier's queue (nobody assigned)
         #[arg(long, conflicts_with = "assign")]
         unassign: bool,
+        /// How the problem was solved (with --status resolved or closed, or on a resolved
+        /// ticket); kept on the ticket and found by `kb search`
+        #[arg(long)]
+        note: Option<String>,
     },
     /// Move a ticket up to a higher tier, with the reason (into its timeline and the audit log)
     Escalate {
@@ -162,6 +175,14 @@ pub enum TicketsCommand {
         /// Overwrite FILE if it exists
         #[arg(long)]
         force: bool,
+    },
+    /// Earlier tickets with the same problem (fingerprint), how they were resolved and which
+    /// actions ran on them
+    Similar {
+        number: u64,
+        /// Show at most this many tickets (1 to 100) [default: 10]
+        #[arg(long)]
+        limit: Option<u32>,
     },
 }
 
@@ -335,6 +356,8 @@ pub fn run(args: &ConnectionArgs, command: &ClientCommand) -> Result<(), CliErro
         ClientCommand::Machines(command) => machines(&client, &out, command),
         ClientCommand::Users(command) => users(&client, &out, command),
         ClientCommand::Audit(command) => audit::run(&client, &out, command),
+        ClientCommand::Reports(command) => reports::reports(&client, &out, command),
+        ClientCommand::Kb(command) => reports::kb(&client, &out, command),
         ClientCommand::Work(WorkCommand::Show { id }) => {
             let status: WorkStatus = client.get(&work_path(*id, 0))?;
             out.show(&status, output::inspection_page)
@@ -428,6 +451,7 @@ fn tickets(client: &ApiClient, out: &Printer, command: &TicketsCommand) -> Resul
             tier,
             assign,
             unassign,
+            note,
         } => {
             let update = TicketUpdate {
                 status: *status,
@@ -438,6 +462,7 @@ fn tickets(client: &ApiClient, out: &Printer, command: &TicketsCommand) -> Resul
                 } else {
                     assign.clone()
                 },
+                resolution_note: note.clone(),
             };
             let ticket: TicketDetail =
                 client.patch(&format!("{}/{number}", paths::TICKETS), &update)?;
@@ -453,7 +478,11 @@ fn tickets(client: &ApiClient, out: &Printer, command: &TicketsCommand) -> Resul
                         .as_deref()
                         .map(output::clean_line)
                         .unwrap_or_else(|| "-".into())
-                )
+                ) + if note.is_some() {
+                    "; resolution note recorded"
+                } else {
+                    ""
+                }
             })
         }
         TicketsCommand::Comment {
@@ -520,6 +549,7 @@ fn tickets(client: &ApiClient, out: &Printer, command: &TicketsCommand) -> Resul
                 )
             })
         }
+        TicketsCommand::Similar { number, limit } => reports::similar(client, out, *number, *limit),
     }
 }
 

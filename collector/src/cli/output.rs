@@ -126,6 +126,21 @@ pub fn ticket_page(ticket: &TicketDetail) -> String {
     }
     out.push_str("\nFindings:\n");
     out.push_str(&findings_lines(&ticket.findings));
+    // Recurring problems and knowledge (issue 9).
+    if !ticket.fingerprints.is_empty() {
+        let keys: Vec<String> = ticket.fingerprints.iter().map(|k| clean_line(k)).collect();
+        out.push_str(&format!(
+            "Fingerprint: {}  (earlier tickets: lifeline-collector tickets similar {})\n",
+            keys.join(", "),
+            s.number
+        ));
+    }
+    if let Some(note) = &ticket.resolution_note {
+        out.push_str("\nResolution:\n");
+        for line in clean(note).lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
     if ticket.has_screenshot {
         out.push_str(&format!(
             "\nscreenshot attached (lifeline-collector tickets screenshot {} --out shot.png)\n",

@@ -696,7 +696,7 @@ pub(crate) async fn deny(
 }
 
 /// Where a run stands, from its approval, its work and the agent's answer.
-fn run_state(record: &RunRecord, result: Option<&RunResult>) -> RunState {
+pub(crate) fn run_state(record: &RunRecord, result: Option<&RunResult>) -> RunState {
     match record.approval.as_str() {
         "pending" => return RunState::AwaitingApproval,
         "denied" => return RunState::Denied,

@@ -27,6 +27,7 @@ use super::error::ApiError;
 use crate::audit;
 use crate::secret::{Secret, TokenHash, TokenKind, certificate_fingerprint};
 use crate::web::paths as console;
+use lifeline_shared::v1::reports::paths as reports;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,6 +143,12 @@ pub const RULES: &[Rule] = &[
     rule("GET", console::AUDIT, Access::SessionAdmin),
     // Service levels and escalation (issue 9).
     rule("POST", console::TICKET_ESCALATE, Access::Session),
+    // Recurring problems, knowledge search and help-desk metrics (issue 9).
+    rule("GET", reports::TICKET_SIMILAR, Access::Staff),
+    rule("GET", reports::REPORTS_RECURRING, Access::Staff),
+    rule("GET", reports::REPORTS_SUMMARY, Access::Staff),
+    rule("GET", reports::KB, Access::Staff),
+    rule("GET", console::REPORTS, Access::Session),
 ];
 
 fn access_for(method: &Method, path: &str) -> Option<Access> {

@@ -18,6 +18,8 @@ pub mod ops;
 pub mod tickets;
 pub mod users;
 pub mod work;
+// Recurring problems, knowledge search and help-desk metrics (issue 9).
+pub mod reports;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -61,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(agent_tickets::routes())
         // Service levels and escalation (issue 9).
         .merge(escalations::routes())
+        .merge(reports::routes())
         .merge(crate::web::routes())
         .route(
             lifeline_shared::v1::api::paths::OPENAPI,

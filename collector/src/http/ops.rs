@@ -27,6 +27,8 @@ async fn render_metrics(State(state): State<AppState>) -> Result<impl IntoRespon
     let Some(handle) = &state.metrics else {
         return Err(ApiError::NotFound("metrics are not enabled".to_owned()));
     };
+    // The help-desk summary gauges (issue 9), recomputed at most once a minute.
+    super::reports::refresh_metrics(&state).await;
     Ok((
         [(
             header::CONTENT_TYPE,

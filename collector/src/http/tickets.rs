@@ -184,9 +184,12 @@ pub(crate) async fn update_ticket(
     let update: TicketUpdate = read_json(&headers, body, BodyLimits::SMALL).await?;
     if update.is_empty() {
         return Err(ApiError::BadRequest(
-            "nothing to update: give status, priority, tier or assignee".to_owned(),
+            "nothing to update: give status, priority, tier, assignee or resolution_note"
+                .to_owned(),
         ));
     }
+    // Recurring problems and knowledge (issue 9): a note goes with resolving the ticket.
+    let note = super::reports::resolution_note(&state, n, &update).await?;
     if let Some(assignee) = update.assignee.as_deref().filter(|a| !a.is_empty()) {
         check_assignee(&state, assignee).await?;
     }
@@ -195,6 +198,14 @@ pub(crate) async fn update_ticket(
         .update_ticket(n, &update, &staff.name, state.clock.now())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no ticket #{n}")))?;
+    if let Some(note) = &note
+        && !state
+            .store
+            .set_resolution_note(n, &staff.name, note, state.clock.now())
+            .await?
+    {
+        return Err(ApiError::NotFound(format!("no ticket #{n}")));
+    }
     tracing::info!(by = %staff.name, number = n, ?update, "ticket updated");
     ticket_detail(&state, n).await
 }

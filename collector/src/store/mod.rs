@@ -8,6 +8,7 @@
 pub mod sqlite;
 
 // PostgreSQL store (issue 8): the second backend, what both share, and the tests both run.
+mod knowledge_sql;
 pub mod postgres;
 mod sql;
 #[cfg(test)]
@@ -632,6 +633,47 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// [`crate::sla::Policy::escalations`]), once per target, each with a timeline note. Safe
     /// to run from several collectors at once: a ticket moves only if nobody moved it first.
     fn auto_escalate(&self, now: OffsetDateTime) -> StoreFuture<'_, Vec<AutoEscalation>>;
+    // Recurring problems, knowledge and reports (issue 9). Fingerprint keys are recorded with
+    // each ticket (`crate::knowledge::fingerprint_keys`).
+    /// Ticket `number`'s fingerprint keys and the earlier tickets sharing at least one, best
+    /// match first (most shared keys, then newest), at most `limit`. `None` when no such ticket.
+    fn similar_tickets(
+        &self,
+        number: u64,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Option<SimilarAnswer>>;
+    /// Fingerprint keys of the tickets created in `[since, until]`, most tickets first (then
+    /// most machines, then key), at most `limit`.
+    fn recurring_problems(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<RecurringRecord>>;
+    /// Resolved or closed tickets with a resolution note in which every word (lower case)
+    /// occurs in the description, the note or a key, most recently resolved first, at most
+    /// [`KB_CANDIDATES`]; ranking is the caller's (`crate::knowledge::rank`).
+    fn knowledge_candidates<'a>(
+        &'a self,
+        words: &'a [String],
+    ) -> StoreFuture<'a, Vec<crate::knowledge::Candidate>>;
+    /// Sets ticket `number`'s resolution note and adds it to its timeline as `author`'s
+    /// comment, in one transaction. False when no such ticket exists.
+    fn set_resolution_note<'a>(
+        &'a self,
+        number: u64,
+        author: &'a str,
+        note: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool>;
+    /// The facts `crate::reports::summarize` needs for `[since, until]`: every ticket created
+    /// by `until` that was not resolved before `since`, and the runs that ended in the window.
+    fn report_facts(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> StoreFuture<'_, WindowFacts>;
 }
 
 // -------------------------------------------------------------------------------------------
@@ -746,4 +788,49 @@ pub fn change_note(by: &str, before: &TicketFields, after: &TicketFields) -> Opt
         ));
     }
     (!changes.is_empty()).then(|| format!("{by} changed {}", changes.join(", ")))
+}
+
+// Recurring problems, knowledge and reports (issue 9).
+
+/// Most candidates [`Store::knowledge_candidates`] returns.
+pub const KB_CANDIDATES: u32 = 500;
+
+/// An earlier ticket with some of the same fingerprint keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimilarRecord {
+    pub summary: TicketSummary,
+    pub resolved_at: Option<OffsetDateTime>,
+    pub resolution_note: Option<String>,
+    pub shared_keys: Vec<String>,
+    /// Runs requested with this ticket, oldest first.
+    pub runs: Vec<RunRecord>,
+}
+
+/// Answer of [`Store::similar_tickets`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimilarAnswer {
+    /// The ticket's own keys.
+    pub keys: Vec<String>,
+    pub similar: Vec<SimilarRecord>,
+}
+
+/// One fingerprint key over a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecurringRecord {
+    pub key: String,
+    pub tickets: u64,
+    pub machines: u64,
+    pub open: u64,
+    pub first_seen: OffsetDateTime,
+    pub last_seen: OffsetDateTime,
+    /// The newest resolved ticket with this key and a resolution note: (number, note).
+    pub example: Option<(u64, String)>,
+}
+
+/// Answer of [`Store::report_facts`]; runs become `crate::reports::RunFacts` once their state
+/// is worked out (`http::actions::run_state`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WindowFacts {
+    pub tickets: Vec<crate::reports::TicketFacts>,
+    pub runs: Vec<RunRecord>,
 }

@@ -56,6 +56,8 @@ use super::{
     TicketRecord, UserRecord, VITALS_HISTORY, WebSessionRecord, WorkOutcome, WorkRecord,
 };
 use crate::secret::TokenHash;
+// Recurring problems, knowledge and reports (issue 9).
+use super::{RecurringRecord, SimilarAnswer, WindowFacts};
 use crate::sla::{Policy, Schedule, SlaRecord};
 use lifeline_shared::v1::sla::SlaTarget;
 
@@ -167,6 +169,11 @@ impl PostgresStore {
             .await
             .map_err(open_error)?;
         MIGRATOR.run(&pool).await?;
+        // Fingerprints of tickets stored before they existed (issue 9); a no-op afterwards.
+        let backfilled = knowledge::backfill_fingerprints(&pool).await?;
+        if backfilled > 0 {
+            tracing::info!(tickets = backfilled, "fingerprinted existing tickets");
+        }
         let (ingest, jobs) = mpsc::channel(INGEST_QUEUE);
         tokio::spawn(ingest_loop(pool.clone(), jobs));
         let telemetry = std::sync::Arc::new(Telemetry::default());
@@ -372,6 +379,7 @@ async fn insert_ticket(
         .execute(&mut *conn)
         .await?;
     }
+    knowledge::insert_fingerprints(conn, number, &ticket.findings).await?;
     Ok(RecordedTicket {
         number: to_u64(number)?,
         created: true,
@@ -807,6 +815,8 @@ impl Store for PostgresStore {
                     .fetch_optional(&self.pool)
                     .await?
                     .is_some();
+            let (resolution_note, fingerprints) =
+                knowledge::knowledge_of(&self.pool, to_i64(number)).await?;
             Ok(Some(TicketDetail {
                 summary,
                 os_user: row.try_get("os_user")?,
@@ -816,6 +826,8 @@ impl Store for PostgresStore {
                 comments,
                 snapshots,
                 has_screenshot,
+                resolution_note,
+                fingerprints,
             }))
         })
     }
@@ -1701,6 +1713,57 @@ impl Store for PostgresStore {
         })
     }
 
+    // Recurring problems, knowledge and reports (issue 9): queries in `postgres/knowledge.rs`.
+    fn similar_tickets(
+        &self,
+        number: u64,
+        limit: u32,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Option<SimilarAnswer>> {
+        Box::pin(async move {
+            let policy = self.policy();
+            knowledge::similar_tickets(&self.pool, number, limit, &policy, now).await
+        })
+    }
+
+    fn recurring_problems(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<RecurringRecord>> {
+        Box::pin(knowledge::recurring_problems(
+            &self.pool, since, until, limit,
+        ))
+    }
+
+    fn knowledge_candidates<'a>(
+        &'a self,
+        words: &'a [String],
+    ) -> StoreFuture<'a, Vec<crate::knowledge::Candidate>> {
+        Box::pin(knowledge::knowledge_candidates(&self.pool, words))
+    }
+
+    fn set_resolution_note<'a>(
+        &'a self,
+        number: u64,
+        author: &'a str,
+        note: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(knowledge::set_resolution_note(
+            &self.pool, number, author, note, now,
+        ))
+    }
+
+    fn report_facts(
+        &self,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> StoreFuture<'_, WindowFacts> {
+        Box::pin(knowledge::report_facts(&self.pool, since, until))
+    }
+
     // Service levels and escalation (issue 9).
 
     fn apply_sla_policy(
@@ -2064,6 +2127,9 @@ async fn load_work(pool: &PgPool, id: u64) -> Result<Option<WorkRecord>, StoreEr
         .await?;
     row.as_ref().map(work_record).transpose()
 }
+
+// Recurring problems, knowledge and reports (issue 9).
+mod knowledge;
 
 #[cfg(test)]
 mod tests {

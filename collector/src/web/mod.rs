@@ -55,6 +55,8 @@ pub mod paths {
     pub const AUDIT: &str = "/admin/audit";
     // Service levels and escalation (issue 9).
     pub const TICKET_ESCALATE: &str = "/tickets/{n}/escalate";
+    // Recurring problems, knowledge search and help-desk metrics (issue 9).
+    pub const REPORTS: &str = "/reports";
 }
 
 /// The one stylesheet, compiled into the binary.
@@ -92,6 +94,7 @@ pub fn routes() -> Router<AppState> {
         .route(paths::AUDIT, get(admin::audit))
         // Service levels and escalation (issue 9).
         .route(paths::TICKET_ESCALATE, post(pages::sla::escalate))
+        .route(paths::REPORTS, get(pages::reports::page))
 }
 
 async fn stylesheet() -> Response {

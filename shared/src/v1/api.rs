@@ -443,6 +443,13 @@ pub struct TicketDetail {
     /// Whether the ticket came with a screenshot (`GET` [`paths::TICKET_SCREENSHOT`]).
     #[serde(default)]
     pub has_screenshot: bool,
+    // Recurring problems and knowledge (issue 9).
+    /// How the ticket was resolved, as the technician wrote it (`--note`).
+    #[serde(default)]
+    pub resolution_note: Option<String>,
+    /// Fingerprint keys of its warning and critical findings (`disk.full:/`, `dns.fail`).
+    #[serde(default)]
+    pub fingerprints: Vec<String>,
 }
 
 /// Query of `GET /api/v1/tickets`.
@@ -494,6 +501,11 @@ pub struct TicketUpdate {
     pub tier: Option<Tier>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assignee: Option<String>,
+    // Recurring problems and knowledge (issue 9).
+    /// How the problem was solved; only with `status` resolved or closed, or on a ticket that
+    /// already is. Kept on the ticket and added to its timeline; searchable with `kb search`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution_note: Option<String>,
 }
 
 impl TicketUpdate {
@@ -502,6 +514,7 @@ impl TicketUpdate {
             && self.priority.is_none()
             && self.tier.is_none()
             && self.assignee.is_none()
+            && self.resolution_note.is_none()
     }
 }
 

@@ -4,6 +4,8 @@ pub mod actions;
 pub mod api;
 pub mod audit;
 pub mod catalog;
+// Recurring problems, knowledge search and help-desk metrics (issue 9).
+pub mod reports;
 pub mod run;
 pub mod sla;
 pub mod snapshot;

@@ -3,6 +3,8 @@
 pub mod admin;
 pub mod machines;
 pub mod queue;
+// Recurring problems, knowledge search and help-desk metrics (issue 9).
+pub mod reports;
 pub mod runs;
 // Service levels and escalation (issue 9).
 pub mod sla;

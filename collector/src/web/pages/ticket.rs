@@ -147,6 +147,27 @@ struct TicketPage {
     csrf_field: &'static str,
     // Service levels (issue 9).
     sla: Option<super::sla::SlaCard>,
+    // Recurring problems and knowledge (issue 9).
+    resolution_note: String,
+    fingerprints: Vec<String>,
+    similar: Vec<SimilarView>,
+}
+
+/// Earlier tickets listed under "Similar tickets".
+const SIMILAR_ON_PAGE: u32 = 5;
+
+/// An earlier ticket with the same problem, as the ticket page shows it.
+#[derive(Debug)]
+struct SimilarView {
+    number: u64,
+    hostname: String,
+    status: String,
+    opened: String,
+    description: String,
+    shared_keys: String,
+    resolution_note: String,
+    /// "action: state" of each run on it.
+    actions: Vec<String>,
 }
 
 fn ticket_number(
@@ -310,6 +331,26 @@ pub async fn page(
         None => None,
     };
 
+    let similar = crate::http::reports::similar_of(&state, n, SIMILAR_ON_PAGE)
+        .await?
+        .similar
+        .into_iter()
+        .map(|s| SimilarView {
+            number: s.number,
+            hostname: s.hostname,
+            status: label(s.status.as_str()),
+            opened: when(s.created_at),
+            description: crate::web::clip(&s.description, 160),
+            shared_keys: s.shared_keys.join(", "),
+            resolution_note: s.resolution_note.unwrap_or_default(),
+            actions: s
+                .actions
+                .iter()
+                .map(|a| format!("{} (run {}): {}", a.action, a.run, a.state))
+                .collect(),
+        })
+        .collect();
+
     let page = TicketPage {
         nav: Nav::new(&user, "queue"),
         number: n,
@@ -348,6 +389,9 @@ pub async fn page(
         inspection,
         csrf_field: csrf::FIELD,
         sla: super::sla::SlaCard::of(summary),
+        resolution_note: detail.resolution_note.clone().unwrap_or_default(),
+        fingerprints: detail.fingerprints.clone(),
+        similar,
     };
     Ok(render(StatusCode::OK, &page))
 }
@@ -395,6 +439,9 @@ pub struct UpdateForm {
     tier: String,
     #[serde(default)]
     assignee: String,
+    /// How the problem was solved (issue 9); sent when not blank.
+    #[serde(default)]
+    resolution_note: String,
 }
 
 /// `POST /tickets/{n}/update`: sends only what changed.
@@ -417,6 +464,7 @@ pub async fn update(
         priority: (priority != current.priority).then_some(priority),
         tier: (tier != current.tier).then_some(tier),
         assignee: (current.assignee.as_deref().unwrap_or("") != assignee).then_some(assignee),
+        resolution_note: non_empty(Some(update.resolution_note)),
     };
     if change.is_empty() {
         return Ok(back_to(n));
