@@ -93,6 +93,15 @@ const EXPECTED: &[(&str, &str, &[Caller])] = &[
     ("GET", "/api/v1/audit/verify", &[Admin]),
     ("GET", "/api/v1/agent/tickets", &[Agent]),
     ("GET", "/api/v1/openapi.json", EVERYONE),
+    // Satisfaction, webhooks and e-mail (issue 9).
+    ("POST", "/api/v1/agent/tickets/{n}/feedback", &[Agent]),
+    ("GET", "/api/v1/webhooks/deliveries", &[Admin]),
+    (
+        "POST",
+        "/api/v1/webhooks/deliveries/{id}/redeliver",
+        &[Admin],
+    ),
+    ("PUT", "/api/v1/users/{name}/email", &[Admin]),
     // The web console: a session cookie, never a bearer token or a client certificate.
     ("GET", "/login", EVERYONE),
     ("POST", "/login", EVERYONE),

@@ -24,5 +24,7 @@ mod collector_roles;
 mod collector_tls;
 mod desktop;
 mod harness;
+// Satisfaction, webhooks and e-mail (issue 9).
+mod integrations;
 mod snapshot;
 mod web;

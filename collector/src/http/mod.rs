@@ -16,6 +16,9 @@ pub mod ops;
 pub mod tickets;
 pub mod users;
 pub mod work;
+// Satisfaction, webhooks and e-mail (issue 9).
+pub mod feedback;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,6 +46,8 @@ pub struct AppState {
     pub enrollment: enroll::EnrollmentMode,
     /// Long-poll wake-ups (per machine, per piece of work) within this collector.
     pub wakeups: Arc<crate::wakeup::Wakeups>,
+    /// Webhooks and e-mail (issue 9); nothing configured by default.
+    pub integrations: Arc<crate::integrations::Integrations>,
 }
 
 /// The whole API.
@@ -57,6 +62,9 @@ pub fn router(state: AppState) -> Router {
         .merge(actions::routes())
         .merge(audit::routes())
         .merge(agent_tickets::routes())
+        // Satisfaction, webhooks and e-mail (issue 9).
+        .merge(feedback::routes())
+        .merge(webhooks::routes())
         .merge(crate::web::routes())
         .route(
             lifeline_shared::v1::api::paths::OPENAPI,

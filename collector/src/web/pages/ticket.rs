@@ -114,6 +114,14 @@ struct InspectionNotice {
     state: String,
 }
 
+/// The end user's answer to "Did this fix it?" (issue 9).
+#[derive(Debug)]
+struct FeedbackView {
+    when: String,
+    fixed: bool,
+    comment: String,
+}
+
 #[derive(Template)]
 #[template(path = "ticket.html")]
 struct TicketPage {
@@ -145,6 +153,7 @@ struct TicketPage {
     actions: Vec<ActionForm>,
     inspection: Option<InspectionNotice>,
     csrf_field: &'static str,
+    feedback: Vec<FeedbackView>,
 }
 
 fn ticket_number(
@@ -345,6 +354,15 @@ pub async fn page(
         actions: catalog.iter().map(ActionForm::of).collect(),
         inspection,
         csrf_field: csrf::FIELD,
+        feedback: detail
+            .feedback
+            .iter()
+            .map(|f| FeedbackView {
+                when: when(f.created_at),
+                fixed: f.fixed,
+                comment: f.comment.clone().unwrap_or_default(),
+            })
+            .collect(),
     };
     Ok(render(StatusCode::OK, &page))
 }
