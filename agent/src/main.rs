@@ -5,6 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lifeline_agent::config::AgentDir;
 use lifeline_agent::desktop::consent::{self, ConsentArgs, ConsentError};
@@ -45,11 +46,14 @@ enum Command {
         #[command(subcommand)]
         command: Option<HotkeyCommand>,
     },
-    /// This machine's recent tickets, their status and the help desk's replies.
+    /// This machine's recent tickets, their status and the help desk's replies; on a terminal,
+    /// asks "Did this fix it?" for resolved ones.
     Tickets {
-        /// Print JSON.
+        /// Print JSON (and ask nothing).
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        command: Option<TicketsCommand>,
     },
     /// Ask the user to allow a remote action (prompt as JSON on stdin; prints allow, deny or
     /// timeout). Used by the service.
@@ -97,6 +101,24 @@ enum HotkeyCommand {
     },
 }
 
+/// Satisfaction (issue 9).
+#[derive(Debug, Subcommand)]
+enum TicketsCommand {
+    /// Answer "Did this fix it?" for a resolved ticket (for scripts); "no" reopens it.
+    Feedback {
+        number: u64,
+        /// It is fixed.
+        #[arg(long, conflicts_with = "no", required_unless_present = "no")]
+        yes: bool,
+        /// It is not fixed: the ticket is reopened.
+        #[arg(long)]
+        no: bool,
+        /// What to tell the help desk.
+        #[arg(long, value_name = "TEXT")]
+        comment: Option<String>,
+    },
+}
+
 #[derive(Debug, Subcommand)]
 enum SpoolCommand {
     /// List queued reports and recent deliveries.
@@ -140,7 +162,15 @@ fn main() -> ExitCode {
         Command::Run(args) => run_service(&args),
         Command::Help(args) => desktop::help::run(&args).map_err(anyhow::Error::from),
         Command::Hotkey { command } => hotkey(command),
-        Command::Tickets { json } => my_tickets(json),
+        Command::Tickets { json, command } => match command {
+            None => my_tickets(json),
+            Some(TicketsCommand::Feedback {
+                number,
+                yes,
+                no: _,
+                comment,
+            }) => feedback(number, yes, comment.as_deref()),
+        },
         Command::Consent(args) => return consent_window(&args),
         Command::Spool(SpoolCommand::List { json }) => spool_list(json),
         Command::Spool(SpoolCommand::Flush) => spool_flush(),
@@ -261,9 +291,31 @@ fn my_tickets(json: bool) -> anyhow::Result<()> {
     let tickets = lifeline_agent::tickets::fetch(&dir)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&tickets)?);
-    } else {
-        print!("{}", lifeline_agent::tickets::render(&tickets));
+        return Ok(());
     }
+    print!("{}", lifeline_agent::tickets::render(&tickets));
+    // Issue 9: on a terminal, ask about resolved tickets right here.
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stdin())
+        && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    if interactive && tickets.iter().any(|t| t.feedback_wanted) {
+        lifeline_agent::tickets::ask(
+            &tickets,
+            std::io::stdin().lock(),
+            std::io::stdout().lock(),
+            |number, fixed, comment| {
+                lifeline_agent::tickets::send_feedback(&dir, number, fixed, comment)
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// `lifeline-agent tickets feedback N --yes|--no [--comment TEXT]` (issue 9).
+fn feedback(number: u64, fixed: bool, comment: Option<&str>) -> anyhow::Result<()> {
+    let dir = AgentDir::from_env()?;
+    let recorded = lifeline_agent::tickets::send_feedback(&dir, number, fixed, comment)
+        .with_context(|| format!("your answer for ticket #{number} was not sent"))?;
+    println!("{}", lifeline_agent::tickets::thanks(&recorded));
     Ok(())
 }
 

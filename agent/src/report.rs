@@ -42,6 +42,9 @@ pub enum ReportError {
     DescriptionTooLong(usize),
     #[error("cannot encode the ticket: {0}")]
     Encode(String),
+    /// An answer to "Did this fix it?" the collector would refuse (issue 9).
+    #[error("{0}")]
+    Feedback(String),
     #[error("the system random number generator failed")]
     Random,
     #[error("this agent's certificate expired on {0}: enroll again with a new enrollment token")]

@@ -121,5 +121,6 @@ pub fn state(site: &Site) -> lifeline_collector::AppState {
         metrics: None,
         enrollment: Default::default(),
         wakeups: Default::default(),
+        integrations: Default::default(),
     }
 }

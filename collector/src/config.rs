@@ -17,6 +17,24 @@
 //! [sla.targets.critical]
 //! first_response = "15m"
 //! resolution = "4h"
+//!
+//! # Satisfaction, webhooks and e-mail (issue 9): see docs/integrations.md.
+//! public_url = "https://helpdesk.example.org:8443"   # links in webhooks and e-mails
+//!
+//! [[webhooks]]
+//! name = "zammad"                                  # default: the URL's host
+//! url = "https://itsm.example.org/lifeline-hook"   # http:// only on loopback or a trusted net
+//! secret_file = "hook.secret"                      # the HMAC key; never logged
+//! events = ["ticket.created", "ticket.updated", "ticket.resolved"]   # default: all
+//! # ca_file = "itsm-ca.pem"                        # pin a private CA instead of the system's
+//!
+//! [smtp]
+//! host = "smtp.example.org"
+//! port = 587                                       # default: 25, 587 or 465 by `tls`
+//! from = "Lifeline <helpdesk@example.org>"
+//! tls = "starttls"                                 # none | starttls | tls
+//! username = "lifeline"                            # with password_file, or neither
+//! password_file = "smtp.password"
 //! ```
 //!
 //! Unknown keys are errors, so a typo never silently leaves a default in place.
@@ -27,6 +45,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::http::enroll::EnrollmentMode;
+use lifeline_shared::v1::integrations::TicketEvent;
 
 /// Largest configuration file read.
 const CONFIG_MAX_LEN: u64 = 1024 * 1024;
@@ -60,6 +79,12 @@ pub struct ServerConfig {
     // Service levels (issue 9): `[sla]` targets per priority, at-risk share, business hours.
     #[serde(default)]
     pub sla: Option<crate::sla::Policy>,
+    // Satisfaction, webhooks and e-mail (issue 9).
+    /// The collector's URL as technicians open it; links in webhooks and e-mails.
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+    pub smtp: Option<SmtpConfig>,
 }
 
 impl ServerConfig {
@@ -87,11 +112,20 @@ impl ServerConfig {
         {
             *p = base.join(&*p);
         }
-        for field in [
+        let mut paths = vec![
             &mut config.data_dir,
             &mut config.tls_cert,
             &mut config.tls_key,
-        ] {
+        ];
+        for webhook in &mut config.webhooks {
+            paths.push(&mut webhook.ca_file);
+            paths.push(&mut webhook.secret_file);
+        }
+        if let Some(smtp) = &mut config.smtp {
+            paths.push(&mut smtp.password_file);
+            paths.push(&mut smtp.ca_file);
+        }
+        for field in paths {
             if let Some(p) = field.as_mut()
                 && p.is_relative()
             {
@@ -103,7 +137,7 @@ impl ServerConfig {
 
     /// Parses the TOML text; the error names the line and the key.
     pub fn parse(text: &str) -> Result<ServerConfig, String> {
-        let config: ServerConfig = toml::from_str(text).map_err(|e| {
+        let mut config: ServerConfig = toml::from_str(text).map_err(|e| {
             // toml's message spans several lines (with a caret); one line is enough here. The
             // quoted source line goes too: it may hold a database password.
             e.to_string()
@@ -115,6 +149,7 @@ impl ServerConfig {
         if config.tls_cert.is_some() != config.tls_key.is_some() {
             return Err("tls_cert and tls_key go together: set both or neither".to_owned());
         }
+        config.check_integrations()?;
         Ok(config)
     }
 }
@@ -265,6 +300,161 @@ impl<'de> Deserialize<'de> for Database {
     }
 }
 
+// ---- Satisfaction, webhooks and e-mail (issue 9) ----
+
+/// One `[[webhooks]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// How the delivery log names it; the URL's host when absent.
+    pub name: Option<String>,
+    pub url: String,
+    /// A file holding the HMAC-SHA256 key (its text, trimmed). Mandatory: `Option` only so the
+    /// path can be made relative to the configuration file like the others.
+    pub secret_file: Option<PathBuf>,
+    /// Which events it gets; all when absent.
+    pub events: Option<Vec<TicketEvent>>,
+    /// A CA certificate (PEM) to trust for an https URL instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl WebhookConfig {
+    /// The name given, or the URL's host.
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            let rest = self
+                .url
+                .split_once("://")
+                .map_or(self.url.as_str(), |(_, rest)| rest);
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+            let host = authority.rsplit('@').next().unwrap_or(authority);
+            host.to_owned()
+        })
+    }
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text: only for a relay on this machine or a trusted network.
+    None,
+    /// Plain text first, then STARTTLS, required (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// The `[smtp]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Default: 25 with `tls = "none"`, 587 with `starttls`, 465 with `tls`.
+    pub port: Option<u16>,
+    /// The sender, `helpdesk@example.org` or `Lifeline <helpdesk@example.org>`.
+    pub from: String,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    /// A file holding the SMTP password (its text, trimmed).
+    pub password_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl SmtpConfig {
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+        })
+    }
+}
+
+/// Longest webhook name.
+const WEBHOOK_NAME_MAX_LEN: usize = 64;
+
+impl ServerConfig {
+    /// What can be checked without reading files: URLs, names, pairs of settings.
+    fn check_integrations(&mut self) -> Result<(), String> {
+        if let Some(url) = &mut self.public_url {
+            let trimmed = url.trim_end_matches('/').to_owned();
+            if !(trimmed.starts_with("https://") || trimmed.starts_with("http://"))
+                || trimmed.contains(char::is_whitespace)
+            {
+                return Err(format!(
+                    "public_url {url:?} must be an http:// or https:// URL"
+                ));
+            }
+            *url = trimmed;
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, webhook) in self.webhooks.iter().enumerate() {
+            let which = format!("webhooks[{i}]");
+            let uri: ureq::http::Uri = webhook
+                .url
+                .parse()
+                .map_err(|e| format!("{which}: url {:?} is not a URL: {e}", webhook.url))?;
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                return Err(format!(
+                    "{which}: url {:?} must be http://HOST/... or https://HOST/...",
+                    webhook.url
+                ));
+            }
+            if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+                return Err(format!(
+                    "{which}: url must not carry credentials (the signature authenticates \
+                     Lifeline)"
+                ));
+            }
+            if webhook.secret_file.is_none() {
+                return Err(format!(
+                    "{which}: secret_file is missing (a file holding the signing key)"
+                ));
+            }
+            if webhook.events.as_ref().is_some_and(Vec::is_empty) {
+                return Err(format!(
+                    "{which}: events is empty; leave it out to get every event"
+                ));
+            }
+            let name = webhook.name();
+            let name_ok = !name.is_empty()
+                && name.len() <= WEBHOOK_NAME_MAX_LEN
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
+            if !name_ok {
+                return Err(format!(
+                    "{which}: name {name:?} must be 1 to {WEBHOOK_NAME_MAX_LEN} letters, digits, \
+                     '.', '_', '-' or ':'"
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(format!(
+                    "{which}: another webhook is also named {name:?}; give each a distinct name"
+                ));
+            }
+        }
+        if let Some(smtp) = &self.smtp {
+            if smtp.host.trim().is_empty() {
+                return Err("smtp: host is empty".to_owned());
+            }
+            if smtp.username.is_some() != smtp.password_file.is_some() {
+                return Err(
+                    "smtp: username and password_file go together: set both or neither".to_owned(),
+                );
+            }
+            smtp.from
+                .parse::<lettre::message::Mailbox>()
+                .map_err(|e| format!("smtp: from {:?} is not an e-mail address: {e}", smtp.from))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -307,6 +497,39 @@ mod tests {
     }
 
     #[test]
+    fn integrations_parse_with_defaults_and_paths_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("collector.toml");
+        std::fs::write(
+            &file,
+            "public_url = \"https://helpdesk.example.org:8443/\"\n\
+             [[webhooks]]\nurl = \"https://itsm.example.org:9000/hook\"\n\
+             secret_file = \"hook.secret\"\n\
+             [[webhooks]]\nname = \"glpi\"\nurl = \"http://127.0.0.1:8080/\"\n\
+             secret_file = \"/etc/glpi.secret\"\nevents = [\"ticket.resolved\"]\n\
+             [smtp]\nhost = \"smtp.example.org\"\nfrom = \"Lifeline <helpdesk@example.org>\"\n\
+             username = \"u\"\npassword_file = \"smtp.password\"\n",
+        )
+        .unwrap();
+        let config = ServerConfig::load(&file).unwrap();
+        assert_eq!(
+            config.public_url.as_deref(),
+            Some("https://helpdesk.example.org:8443")
+        );
+        assert_eq!(config.webhooks[0].name(), "itsm.example.org:9000");
+        assert_eq!(
+            config.webhooks[0].secret_file,
+            Some(dir.path().join("hook.secret"))
+        );
+        assert_eq!(config.webhooks[0].events, None);
+        assert_eq!(config.webhooks[1].name(), "glpi");
+        assert_eq!(config.webhooks[1].events, Some(vec![TicketEvent::Resolved]));
+        let smtp = config.smtp.unwrap();
+        assert_eq!((smtp.tls, smtp.port()), (SmtpTls::Starttls, 587));
+        assert_eq!(smtp.password_file, Some(dir.path().join("smtp.password")));
+    }
+
+    #[test]
     fn mistakes_are_named() {
         let e = ServerConfig::parse("lisen = \"127.0.0.1:1\"").unwrap_err();
         assert!(
@@ -320,6 +543,42 @@ mod tests {
         assert!(e.contains("maybe"), "{e}");
         let e = ServerConfig::parse("tls_cert = \"c.pem\"").unwrap_err();
         assert!(e.contains("set both or neither"), "{e}");
+        for (text, expected) in [
+            (
+                "[[webhooks]]\nurl = \"ftp://x/\"\nsecret_file = \"s\"",
+                "must be http://",
+            ),
+            (
+                "[[webhooks]]\nurl = \"https://x/\"",
+                "secret_file is missing",
+            ),
+            (
+                "[[webhooks]]\nurl = \"https://x/\"\nsecret_file = \"s\"\nevents = [\"ticket.gone\"]",
+                "ticket.gone",
+            ),
+            (
+                "[[webhooks]]\nurl = \"https://x/a\"\nsecret_file = \"s\"\n\
+                 [[webhooks]]\nurl = \"https://x/b\"\nsecret_file = \"s\"",
+                "distinct name",
+            ),
+            (
+                "[smtp]\nhost = \"h\"\nfrom = \"not an address\"",
+                "smtp: from",
+            ),
+            (
+                "[smtp]\nhost = \"h\"\nfrom = \"a@b.c\"\nusername = \"u\"",
+                "go together",
+            ),
+            (
+                "[smtp]\nhost = \"h\"\nfrom = \"a@b.c\"\ntls = \"ssl\"",
+                "ssl",
+            ),
+            ("public_url = \"helpdesk\"", "public_url"),
+        ] {
+            let e = ServerConfig::parse(text).unwrap_err();
+            assert!(e.contains(expected), "{text}: {e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
         let e = ServerConfig::load(Path::new("/nonexistent/collector.toml"))
             .unwrap_err()
             .to_string();

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod integrations;
 pub mod openapi;
 pub mod pki;
 pub mod secret;
@@ -58,6 +59,12 @@ pub async fn serve(
                 metrics.run_upkeep();
             }
         });
+    }
+    // Satisfaction, webhooks and e-mail (issue 9): the outbox's deliverer, when there is
+    // anything to deliver to.
+    let integrations = &state.integrations;
+    if !integrations.webhooks.is_empty() || integrations.smtp.is_some() {
+        integrations::outbox::spawn(state.clone());
     }
     // Service levels (issue 9): automatic escalation while the API serves.
     let escalations = tokio::spawn(escalation::run(state.clone()));

@@ -12,6 +12,7 @@ use lifeline_collector::cli::{self, ClientCommand, ConnectionArgs};
 use lifeline_collector::clock::{FileOffsetClock, SharedClock, SystemClock};
 use lifeline_collector::config::{Database, ServerConfig};
 use lifeline_collector::http::enroll::EnrollmentMode;
+use lifeline_collector::integrations::Integrations;
 use lifeline_collector::sla::Policy;
 use lifeline_collector::{AppState, serve};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
@@ -41,7 +42,7 @@ enum Command {
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Settings in TOML (data_dir, listen, san, enrollment, allow_tls12, tls_cert, tls_key,
-    /// database, [sla]); flags given here win over the file
+    /// database, [sla], public_url, [[webhooks]], [smtp]); flags given here win over the file
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where the database, CA and keys live [default: ./lifeline-data]
@@ -95,6 +96,8 @@ struct Settings {
     database: Option<Database>,
     /// Service levels (issue 9): `[sla]` of the configuration file, else the defaults.
     sla: Policy,
+    /// Webhooks, SMTP and the public URL (issue 9): only in the file.
+    integrations: ServerConfig,
 }
 
 impl Settings {
@@ -102,6 +105,12 @@ impl Settings {
         let file = match &args.config {
             Some(path) => ServerConfig::load(path)?,
             None => ServerConfig::default(),
+        };
+        let integrations = ServerConfig {
+            public_url: file.public_url.clone(),
+            webhooks: file.webhooks.clone(),
+            smtp: file.smtp.clone(),
+            ..ServerConfig::default()
         };
         let mut sans = file.san;
         sans.extend(args.sans.iter().cloned());
@@ -133,6 +142,7 @@ impl Settings {
             enrollment: args.enrollment.or(file.enrollment).unwrap_or_default(),
             database,
             sla: file.sla.unwrap_or_default(),
+            integrations,
         })
     }
 }
@@ -187,6 +197,16 @@ fn run_server(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::of(&args)?;
+    // Issue 9: read the webhook secrets and the SMTP password before anything starts.
+    let integrations = Integrations::load(&settings.integrations).with_context(|| {
+        format!(
+            "configuration file {}",
+            args.config
+                .as_deref()
+                .unwrap_or(std::path::Path::new("-"))
+                .display()
+        )
+    })?;
     let clock: SharedClock = match &args.test_clock_file {
         Some(path) => {
             tracing::warn!(file = %path.display(), "the clock follows a test offset file");
@@ -272,6 +292,11 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
 
+    tracing::info!(
+        webhooks = integrations.webhooks.len(),
+        smtp = integrations.smtp.is_some(),
+        "notifications configured"
+    );
     let state = AppState {
         store: prepared.store,
         ca: prepared.ca,
@@ -279,6 +304,7 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
         metrics: Some(metrics),
         enrollment: settings.enrollment,
         wakeups: Default::default(),
+        integrations: Arc::new(integrations),
     };
     serve(listener, prepared.tls, state, shutdown_signal())
         .await

@@ -21,6 +21,8 @@ use lifeline_shared::v1::api::{
     UserSummary, paths,
 };
 use lifeline_shared::v1::audit::{AuditEntry, ChainReport};
+use lifeline_shared::v1::feedback::{self, FeedbackRecorded, NewFeedback};
+use lifeline_shared::v1::integrations::{self, Delivery, UserEmail};
 use lifeline_shared::v1::sla::EscalateRequest;
 // Recurring problems, knowledge search and help-desk metrics (issue 9).
 use lifeline_shared::v1::reports;
@@ -523,6 +525,50 @@ pub fn operations() -> Vec<Operation> {
                 J(one::<reports::KbResults>),
             )
         },
+        // Satisfaction, webhooks and e-mail (issue 9).
+        op(
+            "POST",
+            feedback::AGENT_TICKET_FEEDBACK,
+            "The end user's answer to \"Did this fix it?\" on one of the machine's resolved \
+             tickets (once per resolution; no reopens it)",
+            J(one::<NewFeedback>),
+            J(one::<FeedbackRecorded>),
+        ),
+        Operation {
+            query: &[
+                (
+                    "failed",
+                    Kind::Text,
+                    "true: only deliveries that were given up",
+                ),
+                (
+                    "limit",
+                    Kind::Number,
+                    "at most this many (default 100, max 1000)",
+                ),
+            ],
+            ..op(
+                "GET",
+                integrations::DELIVERIES,
+                "The delivery log of webhooks and e-mails, newest first (admin)",
+                N,
+                J(list::<Delivery>),
+            )
+        },
+        op(
+            "POST",
+            integrations::REDELIVER,
+            "Send a delivery again from its first attempt (admin)",
+            N,
+            J(one::<Delivery>),
+        ),
+        op(
+            "PUT",
+            integrations::USER_EMAIL,
+            "Set or clear (null) a user's e-mail address for notifications (admin)",
+            J(one::<UserEmail>),
+            J(list::<UserSummary>),
+        ),
     ]
 }
 
@@ -539,7 +585,10 @@ fn method(name: &str) -> Option<HttpMethod> {
 
 /// Path parameters are numbers (`{n}`, work and run ids) or names (machines, users).
 fn path_param_type(path: &str, name: &str) -> Type {
-    let numeric = name == "n" || path.contains("/work/") || path.contains("/runs/");
+    let numeric = name == "n"
+        || path.contains("/work/")
+        || path.contains("/runs/")
+        || path.contains("/deliveries/");
     if numeric { Type::Integer } else { Type::String }
 }
 

@@ -95,6 +95,15 @@ const EXPECTED: &[(&str, &str, &[Caller])] = &[
     ("GET", "/api/v1/openapi.json", EVERYONE),
     // Service levels and escalation (issue 9).
     ("POST", "/api/v1/tickets/{n}/escalate", &[Technician, Admin]),
+    // Satisfaction, webhooks and e-mail (issue 9).
+    ("POST", "/api/v1/agent/tickets/{n}/feedback", &[Agent]),
+    ("GET", "/api/v1/webhooks/deliveries", &[Admin]),
+    (
+        "POST",
+        "/api/v1/webhooks/deliveries/{id}/redeliver",
+        &[Admin],
+    ),
+    ("PUT", "/api/v1/users/{name}/email", &[Admin]),
     // The web console: a session cookie, never a bearer token or a client certificate.
     ("GET", "/login", EVERYONE),
     ("POST", "/login", EVERYONE),

@@ -28,6 +28,8 @@ mod harness;
 mod sla;
 // Recurring problems, knowledge search and help-desk metrics (issue 9).
 mod knowledge;
+// Satisfaction, webhooks and e-mail (issue 9).
+mod integrations;
 mod snapshot;
 mod web;
 // PostgreSQL store (issue 8).

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use eframe::egui;
 use lifeline_shared::v1::api::{DESCRIPTION_MAX_LEN, MachineTicket, Urgency};
+use lifeline_shared::v1::feedback::FeedbackRecorded;
 
 use super::consent::{ConsentAnswer, ConsentPrompt};
 use super::gui;
@@ -89,6 +90,63 @@ impl Shot {
     }
 }
 
+/// One resolved ticket's "Did this fix it?" in "My tickets" (issue 9).
+#[derive(Default)]
+struct FeedbackForm {
+    comment: String,
+    /// The answer being sent.
+    sending: Option<mpsc::Receiver<Result<FeedbackRecorded, String>>>,
+    /// Sent (what the collector recorded), or why it was not.
+    result: Option<Result<FeedbackRecorded, String>>,
+    /// The comment box's id once drawn (Enter there is not "send the report").
+    comment_id: Option<egui::Id>,
+}
+
+impl FeedbackForm {
+    /// Sends the answer on a thread.
+    fn send(&mut self, dir: &AgentDir, number: u64, fixed: bool) {
+        let (tx, rx) = mpsc::channel();
+        let dir = dir.clone();
+        let comment = self.comment.clone();
+        let spawned = std::thread::Builder::new()
+            .name("feedback".to_owned())
+            .spawn(move || {
+                let comment = (!comment.trim().is_empty()).then_some(comment.as_str());
+                let result =
+                    crate::tickets::send_feedback(&dir, number, fixed, comment).map_err(|e| {
+                        format!("Your answer was not sent ({e}). Please try again later.")
+                    });
+                let _ = tx.send(result);
+            });
+        match spawned {
+            Ok(_) => {
+                self.sending = Some(rx);
+                self.result = None;
+            }
+            Err(e) => self.result = Some(Err(format!("Your answer was not sent ({e})."))),
+        }
+    }
+
+    /// Looks whether the answer went through; returns what was recorded, once.
+    fn poll(&mut self) -> Option<FeedbackRecorded> {
+        let rx = self.sending.as_ref()?;
+        match rx.try_recv() {
+            Ok(result) => {
+                let recorded = result.as_ref().ok().cloned();
+                self.result = Some(result);
+                self.sending = None;
+                recorded
+            }
+            Err(mpsc::TryRecvError::Disconnected) => {
+                self.result = Some(Err("Your answer was not sent.".to_owned()));
+                self.sending = None;
+                None
+            }
+            Err(mpsc::TryRecvError::Empty) => None,
+        }
+    }
+}
+
 /// Where the help window is.
 enum Stage {
     /// The user is writing.
@@ -117,6 +175,9 @@ struct HelpApp {
     /// The filing thread: joined when the window closes, so closing never cuts a send short.
     sender: Option<JoinHandle<()>>,
     first_frame: bool,
+    /// "Did this fix it?" per resolved ticket, and whether "My tickets" was opened for it.
+    feedback: std::collections::BTreeMap<u64, FeedbackForm>,
+    tickets_opened: bool,
 }
 
 /// Runs the help window until it is closed.
@@ -144,6 +205,8 @@ pub fn run(dir: AgentDir) -> Result<(), HelpError> {
         tickets_answer,
         sender: None,
         first_frame: true,
+        feedback: std::collections::BTreeMap::new(),
+        tickets_opened: false,
     };
     gui::run_window(HELP_TITLE, [680.0, 700.0], app).map_err(HelpError::Window)
 }
@@ -365,28 +428,118 @@ impl HelpApp {
             Some(Ok(list)) => format!("My tickets ({})", list.len()),
             _ => "My tickets".to_owned(),
         };
+        // An answer that went through updates the list (no longer asked; reopened on a no).
+        for (number, form) in &mut self.feedback {
+            if let Some(recorded) = form.poll()
+                && let Some(Ok(list)) = &mut self.tickets
+                && let Some(ticket) = list.iter_mut().find(|t| t.number == *number)
+            {
+                ticket.status = recorded.status;
+                ticket.feedback_wanted = false;
+            }
+        }
+        // Resolved tickets ask "Did this fix it?" (and keep the thanks once answered here): the
+        // section opens by itself for them.
+        let feedback = &self.feedback;
+        let wanted: Vec<(u64, String)> = match &self.tickets {
+            Some(Ok(list)) => list
+                .iter()
+                .filter(|t| {
+                    t.feedback_wanted
+                        || feedback
+                            .get(&t.number)
+                            .is_some_and(|f| matches!(f.result, Some(Ok(_))))
+                })
+                .map(|t| {
+                    let text = clean(&t.description);
+                    let first = text.lines().next().unwrap_or("").to_owned();
+                    (t.number, crate::redact::bound(first, 60))
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let open = (!wanted.is_empty() && !self.tickets_opened).then_some(true);
+        if open.is_some() {
+            self.tickets_opened = true;
+        }
+        let (dir, feedback, tickets) = (&self.dir, &mut self.feedback, &self.tickets);
         egui::CollapsingHeader::new(title)
             .default_open(false)
-            .show(ui, |ui| match &self.tickets {
-                None => {
-                    ui.horizontal(|ui| {
-                        ui.spinner();
-                        ui.label("Asking the help desk...");
-                    });
+            .open(open)
+            .show(ui, |ui| {
+                for (number, description) in &wanted {
+                    let form = feedback.entry(*number).or_default();
+                    Self::feedback_question(ui, dir, *number, description, form);
                 }
-                Some(Err(e)) => {
-                    ui.label(format!("Cannot reach the help desk right now ({e})."));
-                }
-                Some(Ok(list)) => {
-                    egui::ScrollArea::vertical()
-                        .id_salt("tickets")
-                        .max_height(160.0)
-                        .auto_shrink([false, true])
-                        .show(ui, |ui| {
-                            ui.label(crate::tickets::render(list));
+                match tickets {
+                    None => {
+                        ui.horizontal(|ui| {
+                            ui.spinner();
+                            ui.label("Asking the help desk...");
                         });
+                    }
+                    Some(Err(e)) => {
+                        ui.label(format!("Cannot reach the help desk right now ({e})."));
+                    }
+                    Some(Ok(list)) => {
+                        egui::ScrollArea::vertical()
+                            .id_salt("tickets")
+                            .max_height(160.0)
+                            .auto_shrink([false, true])
+                            .show(ui, |ui| {
+                                ui.label(crate::tickets::render_list(list));
+                            });
+                    }
                 }
             });
+    }
+
+    /// "Did this fix it?" for one resolved ticket: a comment box, Yes and No.
+    fn feedback_question(
+        ui: &mut egui::Ui,
+        dir: &AgentDir,
+        number: u64,
+        description: &str,
+        form: &mut FeedbackForm,
+    ) {
+        ui.group(|ui| {
+            ui.label(
+                egui::RichText::new(format!(
+                    "Ticket #{number} ({description}) was resolved. Did this fix it?"
+                ))
+                .strong(),
+            );
+            if let Some(Ok(recorded)) = &form.result {
+                ui.label(crate::tickets::thanks(recorded));
+                return;
+            }
+            let comment = ui.add(
+                egui::TextEdit::singleline(&mut form.comment)
+                    .id_salt(("feedback-comment", number))
+                    .hint_text("Anything to add? (optional)")
+                    .char_limit(lifeline_shared::v1::feedback::FEEDBACK_COMMENT_MAX_LEN)
+                    .desired_width(f32::INFINITY),
+            );
+            form.comment_id = Some(comment.id);
+            if form.sending.is_some() {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Sending your answer...");
+                });
+                return;
+            }
+            ui.horizontal(|ui| {
+                if ui.button("Yes, it is fixed").clicked() {
+                    form.send(dir, number, true);
+                }
+                if ui.button("No, it is not fixed").clicked() {
+                    form.send(dir, number, false);
+                }
+            });
+            if let Some(Err(error)) = &form.result {
+                ui.colored_label(ui.visuals().error_fg_color, error);
+            }
+        });
     }
 
     fn sending(&mut self, ui: &mut egui::Ui) {
@@ -440,7 +593,14 @@ impl HelpApp {
 impl eframe::App for HelpApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         if matches!(self.stage, Stage::Form) {
-            let enter = ui.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Enter));
+            // Enter in a "Did this fix it?" comment box is not "send the report".
+            let typing_feedback = ui.memory(|m| m.focused()).is_some_and(|focused| {
+                self.feedback
+                    .values()
+                    .any(|f| f.comment_id == Some(focused))
+            });
+            let enter = !typing_feedback
+                && ui.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Enter));
             if ui.input_mut(|i| i.consume_key(egui::Modifiers::NONE, egui::Key::Escape)) {
                 ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
                 return;
@@ -459,6 +619,7 @@ impl eframe::App for HelpApp {
             }
         });
         let waiting = self.tickets.is_none()
+            || self.feedback.values().any(|f| f.sending.is_some())
             || matches!(self.stage, Stage::Sending { .. })
             || matches!(self.shot, Shot::Taking(_))
             || self

@@ -9,6 +9,8 @@ pub mod client;
 pub mod output;
 // Recurring problems, knowledge search and help-desk metrics (issue 9).
 pub mod reports;
+// Satisfaction, webhooks and e-mail (issue 9).
+pub mod webhooks;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use lifeline_shared::v1::api::{
     Priority, Role, TicketDetail, TicketFilter, TicketSort, TicketStatus, TicketSummary,
     TicketUpdate, Tier, UserCreated, UserSummary, paths,
 };
+use lifeline_shared::v1::integrations::{USER_EMAIL, UserEmail, check_email};
 use lifeline_shared::v1::sla::EscalateRequest;
 use lifeline_shared::v1::work::{InspectRequest, WorkState, WorkStatus};
 use serde::Serialize;
@@ -97,6 +100,9 @@ pub enum ClientCommand {
     /// The knowledge base: how resolved tickets were solved
     #[command(subcommand)]
     Kb(reports::KbCommand),
+    /// The delivery log of webhooks and e-mails: list, send again (admin)
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -221,7 +227,12 @@ pub enum UsersCommand {
         name: String,
         #[arg(long)]
         role: Role,
+        /// Where their notifications go (tickets assigned to them)
+        #[arg(long, value_name = "ADDRESS")]
+        email: Option<String>,
     },
+    /// Set a user's e-mail address for notifications ("" removes it)
+    SetEmail { name: String, address: String },
     /// List users
     List,
     /// Revoke a user's token
@@ -358,6 +369,7 @@ pub fn run(args: &ConnectionArgs, command: &ClientCommand) -> Result<(), CliErro
         ClientCommand::Audit(command) => audit::run(&client, &out, command),
         ClientCommand::Reports(command) => reports::reports(&client, &out, command),
         ClientCommand::Kb(command) => reports::kb(&client, &out, command),
+        ClientCommand::Webhooks(command) => webhooks::run(&client, &out, command),
         ClientCommand::Work(WorkCommand::Show { id }) => {
             let status: WorkStatus = client.get(&work_path(*id, 0))?;
             out.show(&status, output::inspection_page)
@@ -721,12 +733,16 @@ fn inspect(
 
 fn users(client: &ApiClient, out: &Printer, command: &UsersCommand) -> Result<(), CliError> {
     match command {
-        UsersCommand::Add { name, role } => {
+        UsersCommand::Add { name, role, email } => {
+            if let Some(address) = email {
+                check_email(address).map_err(CliError::Failed)?;
+            }
             let created: UserCreated = client.post(
                 paths::USERS,
                 &NewUser {
                     name: name.clone(),
                     role: *role,
+                    email: email.clone(),
                 },
             )?;
             out.show(&created, |c| {
@@ -739,6 +755,23 @@ fn users(client: &ApiClient, out: &Printer, command: &UsersCommand) -> Result<()
         UsersCommand::List => {
             let list: Vec<UserSummary> = client.get(paths::USERS)?;
             out.show(&list, |l| output::users_table(l))
+        }
+        UsersCommand::SetEmail { name, address } => {
+            let address = address.trim();
+            let email = (!address.is_empty()).then(|| address.to_owned());
+            if let Some(address) = &email {
+                check_email(address).map_err(CliError::Failed)?;
+            }
+            let list: Vec<UserSummary> = client.put(
+                &USER_EMAIL.replace("{name}", &encode(name)),
+                &UserEmail {
+                    email: email.clone(),
+                },
+            )?;
+            out.show(&list, |_| match &email {
+                Some(address) => format!("{name}'s notifications go to {address}"),
+                None => format!("{name} gets no e-mail notifications"),
+            })
         }
         UsersCommand::Revoke { name } => {
             let list: Vec<UserSummary> = client.post(

@@ -147,6 +147,20 @@ pub fn ticket_page(ticket: &TicketDetail) -> String {
             s.number
         ));
     }
+    if !ticket.feedback.is_empty() {
+        out.push_str("\nDid this fix it? (the user's answers):\n");
+        for f in &ticket.feedback {
+            out.push_str(&format!(
+                "  {} {}{}\n",
+                when(f.created_at),
+                if f.fixed { "yes" } else { "no (reopened)" },
+                f.comment
+                    .as_deref()
+                    .map(|c| format!(": \"{}\"", clean_line(c)))
+                    .unwrap_or_default()
+            ));
+        }
+    }
     if !ticket.comments.is_empty() {
         out.push_str("\nComments:\n");
         for c in &ticket.comments {
@@ -382,11 +396,15 @@ pub fn users_table(users: &[UserSummary]) -> String {
     if users.is_empty() {
         return "no users".to_owned();
     }
-    let mut t = table(&["name", "role", "created", "revoked"]);
+    let mut t = table(&["name", "role", "e-mail", "created", "revoked"]);
     for u in users {
         t.add_row(vec![
             clean_line(&u.name),
             u.role.to_string(),
+            u.email
+                .as_deref()
+                .map(clean_line)
+                .unwrap_or_else(|| "-".to_owned()),
             when(u.created_at),
             when_opt(u.revoked_at),
         ]);

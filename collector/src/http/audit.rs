@@ -225,6 +225,7 @@ mod tests {
             metrics: None,
             enrollment: Default::default(),
             wakeups: Default::default(),
+            integrations: Default::default(),
         }
     }
 

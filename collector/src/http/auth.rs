@@ -20,6 +20,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum_server::tls::TlsInfo;
 use lifeline_shared::v1::api::{MachineStatus, Role, paths};
+use lifeline_shared::v1::{feedback, integrations};
 use serde_json::json;
 
 use super::AppState;
@@ -116,6 +117,11 @@ pub const RULES: &[Rule] = &[
     rule("GET", paths::OPENAPI, Access::Public),
     // Service levels and escalation (issue 9).
     rule("POST", paths::TICKET_ESCALATE, Access::Staff),
+    // Satisfaction, webhooks and e-mail (issue 9).
+    rule("POST", feedback::AGENT_TICKET_FEEDBACK, Access::Agent),
+    rule("GET", integrations::DELIVERIES, Access::Admin),
+    rule("POST", integrations::REDELIVER, Access::Admin),
+    rule("PUT", integrations::USER_EMAIL, Access::Admin),
     // The web console (crate::web).
     rule("GET", console::LOGIN, Access::Public),
     rule("POST", console::LOGIN, Access::Public),

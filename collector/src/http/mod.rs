@@ -20,6 +20,9 @@ pub mod users;
 pub mod work;
 // Recurring problems, knowledge search and help-desk metrics (issue 9).
 pub mod reports;
+// Satisfaction, webhooks and e-mail (issue 9).
+pub mod feedback;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,6 +50,8 @@ pub struct AppState {
     pub enrollment: enroll::EnrollmentMode,
     /// Long-poll wake-ups (per machine, per piece of work) within this collector.
     pub wakeups: Arc<crate::wakeup::Wakeups>,
+    /// Webhooks and e-mail (issue 9); nothing configured by default.
+    pub integrations: Arc<crate::integrations::Integrations>,
 }
 
 /// The whole API.
@@ -64,6 +69,9 @@ pub fn router(state: AppState) -> Router {
         // Service levels and escalation (issue 9).
         .merge(escalations::routes())
         .merge(reports::routes())
+        // Satisfaction, webhooks and e-mail (issue 9).
+        .merge(feedback::routes())
+        .merge(webhooks::routes())
         .merge(crate::web::routes())
         .route(
             lifeline_shared::v1::api::paths::OPENAPI,

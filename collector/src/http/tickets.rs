@@ -124,6 +124,9 @@ async fn file_ticket(
     if recorded.created {
         metrics::counter!("lifeline_tickets_received_total").increment(1);
         tracing::info!(machine = %agent.machine_id, number = recorded.number, "ticket filed");
+        // Issue 9: webhooks.
+        let actor = crate::audit::machine_actor(&agent.machine_id);
+        crate::integrations::ticket_created(&state, recorded.number, &actor).await;
     } else {
         tracing::info!(machine = %agent.machine_id, number = recorded.number, "ticket retry answered");
     }
@@ -193,6 +196,12 @@ pub(crate) async fn update_ticket(
     if let Some(assignee) = update.assignee.as_deref().filter(|a| !a.is_empty()) {
         check_assignee(&state, assignee).await?;
     }
+    // Issue 9: how it was, for the webhooks and the assignee's e-mail.
+    let before = state
+        .store
+        .ticket(n, state.clock.now())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no ticket #{n}")))?;
     state
         .store
         .update_ticket(n, &update, &staff.name, state.clock.now())
@@ -207,6 +216,7 @@ pub(crate) async fn update_ticket(
         return Err(ApiError::NotFound(format!("no ticket #{n}")));
     }
     tracing::info!(by = %staff.name, number = n, ?update, "ticket updated");
+    crate::integrations::ticket_updated(&state, &before, &update, &staff.name).await;
     ticket_detail(&state, n).await
 }
 
@@ -249,6 +259,14 @@ pub(crate) async fn add_comment(
     if !added {
         return Err(ApiError::NotFound(format!("no ticket #{n}")));
     }
+    // Issue 9: webhooks.
+    let added = lifeline_shared::v1::api::Comment {
+        author: staff.name.clone(),
+        body: comment.body,
+        created_at: state.clock.now(),
+        public: comment.public,
+    };
+    crate::integrations::comment_added(&state, n, added).await;
     ticket_detail(&state, n).await
 }
 

@@ -3,9 +3,10 @@
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use lifeline_shared::v1::api::{NewUser, UserCreated, UserSummary, paths};
+use lifeline_shared::v1::integrations::{self, UserEmail, check_email};
 use serde_json::json;
 
 use super::AppState;
@@ -22,6 +23,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route(paths::USERS, get(list_users).post(add_user))
         .route("/api/v1/users/{name}/revoke", post(revoke_user))
+        .route(integrations::USER_EMAIL, put(set_email))
 }
 
 /// User names: 1–64 of letters, digits, `.`, `_`, `-`, starting with a letter or digit.
@@ -57,6 +59,9 @@ pub(crate) async fn add_user(
 ) -> Result<Json<UserCreated>, ApiError> {
     let request: NewUser = read_json(&headers, body, BodyLimits::SMALL).await?;
     check_user_name(&request.name)?;
+    if let Some(email) = &request.email {
+        check_email(email).map_err(ApiError::BadRequest)?;
+    }
     let token = generate_token(TokenKind::User).map_err(ApiError::internal)?;
     state
         .store
@@ -67,6 +72,12 @@ pub(crate) async fn add_user(
             state.clock.now(),
         )
         .await?;
+    if let Some(email) = &request.email {
+        state
+            .store
+            .set_user_email(&request.name, Some(email))
+            .await?;
+    }
     tracing::info!(by = %admin.name, user = %request.name, role = %request.role, "user added");
     let event = Event::new(&admin.name, "user.add")
         .subject(format!("user:{}", request.name))
@@ -98,6 +109,31 @@ pub(crate) async fn revoke_user(
         Event::new(&admin.name, "user.revoke").subject(format!("user:{name}")),
     )
     .await?;
+    Ok(Json(state.store.list_users().await?))
+}
+
+/// `PUT /api/v1/users/{name}/email` (issue 9): where `name`'s notifications go; `null` stops
+/// them. Audited as `user.email` (the address itself is not in the log).
+async fn set_email(
+    State(state): State<AppState>,
+    Extension(admin): Extension<StaffIdentity>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Vec<UserSummary>>, ApiError> {
+    let request: UserEmail = read_json(&headers, body, BodyLimits::SMALL).await?;
+    let email = request.email.as_deref().map(str::trim);
+    if let Some(email) = email {
+        check_email(email).map_err(ApiError::BadRequest)?;
+    }
+    if !state.store.set_user_email(&name, email).await? {
+        return Err(ApiError::NotFound(format!("no user {name:?}")));
+    }
+    tracing::info!(by = %admin.name, user = %name, set = email.is_some(), "user e-mail changed");
+    let event = Event::new(&admin.name, "user.email")
+        .subject(format!("user:{name}"))
+        .detail(json!({ "set": email.is_some() }));
+    audit::record(&state, event).await?;
     Ok(Json(state.store.list_users().await?))
 }
 

@@ -331,7 +331,8 @@ macro_rules! knowledge_queries {
             let rows = sqlx::query(
                 "SELECT t.number, t.machine_id, t.priority, t.tier, t.created_at, t.first_response_at, \
                     t.resolved_at, t.first_response_due_at, t.resolution_due_at, \
-                    CAST(NULL AS BIGINT) AS fixed \
+                    (SELECT f.fixed FROM ticket_feedback f WHERE f.ticket_number = t.number \
+                    ORDER BY f.id DESC LIMIT 1) AS fixed \
                  FROM tickets t \
                  WHERE t.created_at <= $2 AND (t.resolved_at IS NULL OR t.resolved_at >= $1) \
                  ORDER BY t.number",

@@ -339,6 +339,72 @@ pub struct WebSessionRecord {
     pub expires_at: OffsetDateTime,
 }
 
+// ---- Satisfaction, webhooks and e-mail (issue 9) ----
+
+/// Why an end user's answer to "Did this fix it?" was not recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedbackRefusal {
+    /// No such ticket on the calling machine (another machine's ticket looks the same).
+    NoSuchTicket,
+    /// The ticket is not resolved: there is nothing to answer.
+    NotResolved(TicketStatus),
+    /// This resolution has been answered already.
+    AlreadyAnswered,
+}
+
+/// What recording an answer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeedbackOutcome {
+    /// The ticket's status afterwards.
+    pub status: TicketStatus,
+    /// "No": the ticket went back to open.
+    pub reopened: bool,
+}
+
+/// A webhook or e-mail to queue in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    pub delivery_id: String,
+    pub kind: lifeline_shared::v1::integrations::DeliveryKind,
+    /// The webhook's name or the recipient's address.
+    pub target: String,
+    pub event: String,
+    pub ticket: Option<u64>,
+    /// The webhook's JSON body, or the e-mail as JSON.
+    pub payload: String,
+}
+
+/// A delivery claimed for an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueDelivery {
+    pub id: u64,
+    pub delivery_id: String,
+    pub kind: lifeline_shared::v1::integrations::DeliveryKind,
+    pub target: String,
+    pub event: String,
+    pub ticket: Option<u64>,
+    pub payload: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// How an attempt went, as logged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub at: OffsetDateTime,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// What follows an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    RetryAt(OffsetDateTime),
+    GaveUp,
+}
+
 /// The storage interface of the collector.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Whether any admin exists (false on a fresh database).
@@ -674,6 +740,60 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         since: OffsetDateTime,
         until: OffsetDateTime,
     ) -> StoreFuture<'_, WindowFacts>;
+
+    // ---- Satisfaction, webhooks and e-mail (issue 9) ----
+
+    /// Records the end user's answer for the current resolution of `machine_id`'s ticket
+    /// `number`, with `note` in its timeline; "no" (`fixed` false) reopens it (status open,
+    /// resolved_at cleared). One transaction.
+    fn record_feedback<'a>(
+        &'a self,
+        machine_id: &'a str,
+        number: u64,
+        fixed: bool,
+        comment: Option<&'a str>,
+        note: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Result<FeedbackOutcome, FeedbackRefusal>>;
+    /// Sets or clears a user's e-mail address; false when no such user exists.
+    fn set_user_email<'a>(&'a self, name: &'a str, email: Option<&'a str>)
+    -> StoreFuture<'a, bool>;
+    /// The address of an active (not revoked) user, if they have one.
+    fn user_email<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<String>>;
+    /// Queues deliveries, due at once.
+    fn queue_deliveries<'a>(
+        &'a self,
+        deliveries: &'a [NewDelivery],
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, ()>;
+    /// Claims up to `limit` pending deliveries due at `now`: each is pushed to `lease_until`,
+    /// so no other deliverer (or a later tick) takes it while it is being tried.
+    fn claim_due_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<DueDelivery>>;
+    /// Logs an attempt and moves the delivery on (delivered, due again, or failed).
+    fn finish_delivery_attempt<'a>(
+        &'a self,
+        id: u64,
+        attempt: &'a AttemptRecord,
+        outcome: AttemptOutcome,
+    ) -> StoreFuture<'a, ()>;
+    /// The delivery log, newest first, with every attempt.
+    fn deliveries(
+        &self,
+        failed_only: bool,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<lifeline_shared::v1::integrations::Delivery>>;
+    /// Makes a delivery pending again, due at `now`, with its attempt count reset (its log is
+    /// kept). `None` when unknown.
+    fn redeliver(
+        &self,
+        id: u64,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'_, Option<lifeline_shared::v1::integrations::Delivery>>;
 }
 
 // -------------------------------------------------------------------------------------------

@@ -48,9 +48,14 @@ use super::sql::{
     stored_action, stored_action_columns, submit_ticket, ticket_columns, ticket_summary, to_i64,
     to_u64, work_record,
 };
+use lifeline_shared::v1::feedback::Feedback;
+use lifeline_shared::v1::integrations::{Delivery, DeliveryAttempt, DeliveryKind, DeliveryState};
+use sqlx::postgres::PgRow;
+
 use super::{
-    AuditFilter, AutoEscalation, CatalogKeyRecord, CatalogRecord, Enrollment, EnrollmentRefusal,
-    EscalateOutcome, Escalation, MachineRecord, NewAuditEntry, NewCatalog, NewRunRecord,
+    AttemptOutcome, AttemptRecord, AuditFilter, AutoEscalation, CatalogKeyRecord, CatalogRecord,
+    DueDelivery, Enrollment, EnrollmentRefusal, EscalateOutcome, Escalation, FeedbackOutcome,
+    FeedbackRefusal, MachineRecord, NewAuditEntry, NewCatalog, NewDelivery, NewRunRecord,
     NewWebSession, PublishOutcome, RUN_REPORT_GRACE_SECS, RUN_SILENT_AGENT, RecordedTicket,
     RunFilter, RunFinish, RunRecord, Store, StoreError, StoreFuture, StoredAction, TicketFields,
     TicketRecord, UserRecord, VITALS_HISTORY, WebSessionRecord, WorkOutcome, WorkRecord,
@@ -447,10 +452,11 @@ impl Store for PostgresStore {
 
     fn list_users(&self) -> StoreFuture<'_, Vec<UserSummary>> {
         Box::pin(async move {
-            let rows =
-                sqlx::query("SELECT name, role, created_at, revoked_at FROM users ORDER BY name")
-                    .fetch_all(&self.pool)
-                    .await?;
+            let rows = sqlx::query(
+                "SELECT name, role, created_at, revoked_at, email FROM users ORDER BY name",
+            )
+            .fetch_all(&self.pool)
+            .await?;
             rows.iter()
                 .map(|row| {
                     Ok(UserSummary {
@@ -458,6 +464,7 @@ impl Store for PostgresStore {
                         role: parse::<Role>(row.try_get("role")?)?,
                         created_at: from_millis(row.try_get("created_at")?)?,
                         revoked_at: opt_from_millis(row.try_get("revoked_at")?)?,
+                        email: row.try_get("email")?,
                     })
                 })
                 .collect()
@@ -815,6 +822,7 @@ impl Store for PostgresStore {
                     .fetch_optional(&self.pool)
                     .await?
                     .is_some();
+            let feedback = ticket_feedback(&self.pool, number).await?;
             let (resolution_note, fingerprints) =
                 knowledge::knowledge_of(&self.pool, to_i64(number)).await?;
             Ok(Some(TicketDetail {
@@ -828,6 +836,7 @@ impl Store for PostgresStore {
                 has_screenshot,
                 resolution_note,
                 fingerprints,
+                feedback,
             }))
         })
     }
@@ -1544,8 +1553,12 @@ impl Store for PostgresStore {
     ) -> StoreFuture<'a, Vec<MachineTicket>> {
         Box::pin(async move {
             let rows = sqlx::query(
-                "SELECT number, description, status, created_at, updated_at FROM tickets \
-                 WHERE machine_id = $1 ORDER BY number DESC LIMIT $2",
+                "SELECT number, description, status, created_at, updated_at, \
+                    CASE WHEN status = 'resolved' AND resolved_at IS NOT NULL AND NOT EXISTS ( \
+                        SELECT 1 FROM ticket_feedback f WHERE f.ticket_number = tickets.number \
+                        AND f.resolved_at = tickets.resolved_at) THEN 1::BIGINT ELSE 0::BIGINT END \
+                        AS feedback_wanted \
+                 FROM tickets WHERE machine_id = $1 ORDER BY number DESC LIMIT $2",
             )
             .bind(machine_id)
             .bind(i64::from(limit))
@@ -1571,6 +1584,7 @@ impl Store for PostgresStore {
                     created_at: from_millis(row.try_get("created_at")?)?,
                     updated_at: from_millis(row.try_get("updated_at")?)?,
                     replies,
+                    feedback_wanted: row.try_get::<i64, _>("feedback_wanted")? == 1,
                 });
             }
             Ok(tickets)
@@ -1710,6 +1724,266 @@ impl Store for PostgresStore {
                 .fetch_optional(&self.pool)
                 .await?;
             Ok(row.map(|r| r.try_get::<Vec<u8>, _>("png")).transpose()?)
+        })
+    }
+
+    // ---- Satisfaction, webhooks and e-mail (issue 9) ----
+
+    fn record_feedback<'a>(
+        &'a self,
+        machine_id: &'a str,
+        number: u64,
+        fixed: bool,
+        comment: Option<&'a str>,
+        note: &'a str,
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, Result<FeedbackOutcome, FeedbackRefusal>> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            // The insert comes first so the transaction writes from its first statement (no
+            // read-to-write upgrade); the unique (ticket, resolution) pair allows one answer.
+            let inserted = sqlx::query(
+                "INSERT INTO ticket_feedback (ticket_number, resolved_at, fixed, comment, \
+                    created_at) \
+                 SELECT number, resolved_at, $1, $2, $3 FROM tickets \
+                 WHERE number = $4 AND machine_id = $5 AND status = 'resolved' \
+                    AND resolved_at IS NOT NULL \
+                 ON CONFLICT (ticket_number, resolved_at) DO NOTHING",
+            )
+            .bind(i64::from(fixed))
+            .bind(comment)
+            .bind(millis(now))
+            .bind(to_i64(number))
+            .bind(machine_id)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                let row =
+                    sqlx::query("SELECT status FROM tickets WHERE number = $1 AND machine_id = $2")
+                        .bind(to_i64(number))
+                        .bind(machine_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                tx.rollback().await?;
+                return Ok(Err(match row {
+                    None => FeedbackRefusal::NoSuchTicket,
+                    Some(row) => match parse::<TicketStatus>(row.try_get("status")?)? {
+                        TicketStatus::Resolved => FeedbackRefusal::AlreadyAnswered,
+                        other => FeedbackRefusal::NotResolved(other),
+                    },
+                }));
+            }
+            if !fixed {
+                sqlx::query(
+                    "UPDATE tickets SET status = 'open', resolved_at = NULL, updated_at = $1 \
+                     WHERE number = $2",
+                )
+                .bind(millis(now))
+                .bind(to_i64(number))
+                .execute(&mut *tx)
+                .await?;
+            }
+            add_note(&mut tx, to_i64(number), note, now).await?;
+            tx.commit().await?;
+            Ok(Ok(FeedbackOutcome {
+                status: if fixed {
+                    TicketStatus::Resolved
+                } else {
+                    TicketStatus::Open
+                },
+                reopened: !fixed,
+            }))
+        })
+    }
+
+    fn set_user_email<'a>(
+        &'a self,
+        name: &'a str,
+        email: Option<&'a str>,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let done = sqlx::query("UPDATE users SET email = $1 WHERE name = $2")
+                .bind(email)
+                .bind(name)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn user_email<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT email FROM users WHERE name = $1 AND revoked_at IS NULL")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row
+                .map(|r| r.try_get::<Option<String>, _>("email"))
+                .transpose()?
+                .flatten())
+        })
+    }
+
+    fn queue_deliveries<'a>(
+        &'a self,
+        deliveries: &'a [NewDelivery],
+        now: OffsetDateTime,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
+            for d in deliveries {
+                sqlx::query(
+                    "INSERT INTO outbox (delivery_id, kind, target, event, ticket_number, \
+                        payload, state, attempts, next_attempt_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7)",
+                )
+                .bind(&d.delivery_id)
+                .bind(d.kind.as_str())
+                .bind(&d.target)
+                .bind(&d.event)
+                .bind(d.ticket.map(to_i64))
+                .bind(&d.payload)
+                .bind(millis(now))
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn claim_due_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> StoreFuture<'_, Vec<DueDelivery>> {
+        Box::pin(async move {
+            // A look first, so an idle outbox costs no write every second.
+            let any_due = sqlx::query(
+                "SELECT 1 AS one FROM outbox WHERE state = 'pending' AND next_attempt_at <= $1 \
+                 LIMIT 1",
+            )
+            .bind(millis(now))
+            .fetch_optional(&self.pool)
+            .await?
+            .is_some();
+            if !any_due {
+                return Ok(Vec::new());
+            }
+            // One statement: choosing and claiming cannot be split by another deliverer here.
+            // (PostgreSQL: add FOR UPDATE SKIP LOCKED to the inner SELECT.)
+            let rows = sqlx::query(
+                "UPDATE outbox SET next_attempt_at = $1 \
+                 WHERE id IN (SELECT id FROM outbox WHERE state = 'pending' \
+                    AND next_attempt_at <= $2 ORDER BY next_attempt_at, id LIMIT $3) \
+                 RETURNING id, delivery_id, kind, target, event, ticket_number, payload, attempts",
+            )
+            .bind(millis(lease_until))
+            .bind(millis(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            let mut due = rows
+                .iter()
+                .map(|r| {
+                    Ok(DueDelivery {
+                        id: to_u64(r.try_get("id")?)?,
+                        delivery_id: r.try_get("delivery_id")?,
+                        kind: parse::<DeliveryKind>(r.try_get("kind")?)?,
+                        target: r.try_get("target")?,
+                        event: r.try_get("event")?,
+                        ticket: r
+                            .try_get::<Option<i64>, _>("ticket_number")?
+                            .map(to_u64)
+                            .transpose()?,
+                        payload: r.try_get("payload")?,
+                        attempts: u32::try_from(r.try_get::<i64, _>("attempts")?)
+                            .unwrap_or(u32::MAX),
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            due.sort_by_key(|d| d.id);
+            Ok(due)
+        })
+    }
+
+    fn finish_delivery_attempt<'a>(
+        &'a self,
+        id: u64,
+        attempt: &'a AttemptRecord,
+        outcome: AttemptOutcome,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let (state, next) = match outcome {
+                AttemptOutcome::Delivered => (DeliveryState::Delivered, attempt.at),
+                AttemptOutcome::RetryAt(at) => (DeliveryState::Pending, at),
+                AttemptOutcome::GaveUp => (DeliveryState::Failed, attempt.at),
+            };
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO outbox_attempts (outbox_id, attempted_at, status, error, \
+                    duration_ms) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(to_i64(id))
+            .bind(millis(attempt.at))
+            .bind(attempt.status.map(i64::from))
+            .bind(attempt.error.as_deref())
+            .bind(to_i64(attempt.duration_ms))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, state = $1, next_attempt_at = $2, \
+                    updated_at = $3 WHERE id = $4",
+            )
+            .bind(state.as_str())
+            .bind(millis(next))
+            .bind(millis(attempt.at))
+            .bind(to_i64(id))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    fn deliveries(&self, failed_only: bool, limit: u32) -> StoreFuture<'_, Vec<Delivery>> {
+        Box::pin(async move {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                delivery_columns!(),
+                " FROM outbox WHERE ($1 = 0 OR state = 'failed') ORDER BY id DESC LIMIT $2"
+            ))
+            .bind(i64::from(failed_only))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+            deliveries_with_history(&self.pool, &rows).await
+        })
+    }
+
+    fn redeliver(&self, id: u64, now: OffsetDateTime) -> StoreFuture<'_, Option<Delivery>> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1, \
+                    updated_at = $1 WHERE id = $2",
+            )
+            .bind(millis(now))
+            .bind(to_i64(id))
+            .execute(&self.pool)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(None);
+            }
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                delivery_columns!(),
+                " FROM outbox WHERE id = $1"
+            ))
+            .bind(to_i64(id))
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(deliveries_with_history(&self.pool, &rows).await?.pop())
         })
     }
 
@@ -1914,6 +2188,102 @@ impl Store for PostgresStore {
             Ok(done)
         })
     }
+}
+
+// ---- Satisfaction, webhooks and e-mail (issue 9) ----
+
+/// The end user's answers on ticket `number`, oldest first.
+async fn ticket_feedback(pool: &PgPool, number: u64) -> Result<Vec<Feedback>, StoreError> {
+    sqlx::query(
+        "SELECT fixed, comment, resolved_at, created_at FROM ticket_feedback \
+         WHERE ticket_number = $1 ORDER BY id",
+    )
+    .bind(to_i64(number))
+    .fetch_all(pool)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Feedback {
+            fixed: r.try_get::<i64, _>("fixed")? == 1,
+            comment: r.try_get("comment")?,
+            resolved_at: from_millis(r.try_get("resolved_at")?)?,
+            created_at: from_millis(r.try_get("created_at")?)?,
+        })
+    })
+    .collect()
+}
+
+/// Columns of an outbox row (a macro so queries stay `&'static str`).
+macro_rules! delivery_columns {
+    () => {
+        "id, delivery_id, kind, target, event, ticket_number, state, attempts, next_attempt_at, \
+         created_at"
+    };
+}
+use delivery_columns;
+
+/// Outbox rows as deliveries, each with its attempts (one query for all of them).
+async fn deliveries_with_history(
+    pool: &PgPool,
+    rows: &[PgRow],
+) -> Result<Vec<Delivery>, StoreError> {
+    let mut deliveries = Vec::with_capacity(rows.len());
+    for r in rows {
+        let state = parse::<DeliveryState>(r.try_get("state")?)?;
+        deliveries.push(Delivery {
+            id: to_u64(r.try_get("id")?)?,
+            delivery_id: r.try_get("delivery_id")?,
+            kind: parse::<DeliveryKind>(r.try_get("kind")?)?,
+            target: r.try_get("target")?,
+            event: r.try_get("event")?,
+            ticket: r
+                .try_get::<Option<i64>, _>("ticket_number")?
+                .map(to_u64)
+                .transpose()?,
+            state,
+            attempts: u32::try_from(r.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+            next_attempt_at: if state == DeliveryState::Pending {
+                Some(from_millis(r.try_get("next_attempt_at")?)?)
+            } else {
+                None
+            },
+            created_at: from_millis(r.try_get("created_at")?)?,
+            history: Vec::new(),
+        });
+    }
+    let (Some(low), Some(high)) = (
+        deliveries.iter().map(|d| d.id).min(),
+        deliveries.iter().map(|d| d.id).max(),
+    ) else {
+        return Ok(deliveries);
+    };
+    let attempts = sqlx::query(
+        "SELECT outbox_id, attempted_at, status, error, duration_ms FROM outbox_attempts \
+         WHERE outbox_id BETWEEN $1 AND $2 ORDER BY id",
+    )
+    .bind(to_i64(low))
+    .bind(to_i64(high))
+    .fetch_all(pool)
+    .await?;
+    let index: std::collections::HashMap<u64, usize> = deliveries
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.id, i))
+        .collect();
+    for a in &attempts {
+        let Some(&i) = index.get(&to_u64(a.try_get("outbox_id")?)?) else {
+            continue;
+        };
+        deliveries[i].history.push(DeliveryAttempt {
+            at: from_millis(a.try_get("attempted_at")?)?,
+            status: a
+                .try_get::<Option<i64>, _>("status")?
+                .and_then(|s| u16::try_from(s).ok()),
+            error: a.try_get("error")?,
+            duration_ms: to_u64(a.try_get("duration_ms")?)?,
+        });
+    }
+    Ok(deliveries)
 }
 
 async fn current_catalog(pool: &PgPool) -> Result<Option<CatalogRecord>, StoreError> {

@@ -450,6 +450,9 @@ pub struct TicketDetail {
     /// Fingerprint keys of its warning and critical findings (`disk.full:/`, `dns.fail`).
     #[serde(default)]
     pub fingerprints: Vec<String>,
+    /// The end user's answers to "Did this fix it?", oldest first (issue 9).
+    #[serde(default)]
+    pub feedback: Vec<crate::v1::feedback::Feedback>,
 }
 
 /// Query of `GET /api/v1/tickets`.
@@ -581,6 +584,9 @@ pub struct VitalsSample {
 pub struct NewUser {
     pub name: String,
     pub role: Role,
+    /// Where the user gets notifications (tickets assigned to them), optional (issue 9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// A technician or admin account.
@@ -593,6 +599,9 @@ pub struct UserSummary {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
     pub revoked_at: Option<OffsetDateTime>,
+    /// Where notifications go (issue 9).
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 /// Answer to `POST /api/v1/users`: the bearer token, shown this once and stored only as a hash.
@@ -644,6 +653,9 @@ pub struct MachineTicket {
     pub updated_at: OffsetDateTime,
     /// Public comments, oldest first.
     pub replies: Vec<Reply>,
+    /// Resolved and not answered yet: the end user is asked "Did this fix it?" (issue 9).
+    #[serde(default)]
+    pub feedback_wanted: bool,
 }
 
 /// A technician's public reply to an end user.

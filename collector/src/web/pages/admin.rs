@@ -199,6 +199,7 @@ pub async fn add_user(
             PageError::bad_request(e.to_string())
         })?;
     let (headers, body) = json_body(&NewUser {
+        email: None,
         name: name.trim().to_owned(),
         role,
     })?;

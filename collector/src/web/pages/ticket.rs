@@ -114,6 +114,14 @@ struct InspectionNotice {
     state: String,
 }
 
+/// The end user's answer to "Did this fix it?" (issue 9).
+#[derive(Debug)]
+struct FeedbackView {
+    when: String,
+    fixed: bool,
+    comment: String,
+}
+
 #[derive(Template)]
 #[template(path = "ticket.html")]
 struct TicketPage {
@@ -151,6 +159,7 @@ struct TicketPage {
     resolution_note: String,
     fingerprints: Vec<String>,
     similar: Vec<SimilarView>,
+    feedback: Vec<FeedbackView>,
 }
 
 /// Earlier tickets listed under "Similar tickets".
@@ -392,6 +401,15 @@ pub async fn page(
         resolution_note: detail.resolution_note.clone().unwrap_or_default(),
         fingerprints: detail.fingerprints.clone(),
         similar,
+        feedback: detail
+            .feedback
+            .iter()
+            .map(|f| FeedbackView {
+                when: when(f.created_at),
+                fixed: f.fixed,
+                comment: f.comment.clone().unwrap_or_default(),
+            })
+            .collect(),
     };
     Ok(render(StatusCode::OK, &page))
 }
