@@ -22,6 +22,9 @@ pub mod web;
 #[doc(hidden)]
 pub mod testing;
 
+// Several collectors on one database (issue 8, second part): moving a site to PostgreSQL.
+pub mod migrate;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

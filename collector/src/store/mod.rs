@@ -8,10 +8,13 @@
 pub mod sqlite;
 
 // PostgreSQL store (issue 8): the second backend, what both share, and the tests both run.
-mod sql;
 pub mod postgres;
+mod sql;
 #[cfg(test)]
 mod tests;
+// Several collectors on one database (issue 8, second part): LISTEN/NOTIFY between them.
+mod notifications;
+pub mod secrets;
 
 use std::future::Future;
 use std::pin::Pin;
