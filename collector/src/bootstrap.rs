@@ -10,6 +10,13 @@
 //!
 //! Secrets are created once: a later start finds an admin in the database and prints nothing.
 //! Creating them writes the first audit log entries (actor `collector`).
+//!
+//! On PostgreSQL (several collectors on one database) the CA lives in the database
+//! (`store::secrets`): the first instance to start creates it, or imports the data directory's
+//! `ca.pem` and `ca.key` (a site moved from SQLite with `migrate`), under an advisory lock that
+//! also covers the first admin, so instances starting together create one of each. Every
+//! instance writes only `ca.pem` (public) and its own server certificate into its data
+//! directory, issued from the shared CA for its own `--san` names.
 
 use std::fs;
 use std::io::Write;
@@ -27,6 +34,7 @@ use crate::config::Database;
 use crate::pki::{CertificateAuthority, PkiError, certs_from_pem};
 use crate::secret::{RandomError, Secret, TokenHash, TokenKind, generate_token};
 use crate::store::postgres::PostgresStore;
+use crate::store::secrets::SharedCa;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError};
 use crate::tls::{TlsError, server_config};
@@ -62,6 +70,11 @@ pub enum BootstrapError {
     Random(#[from] RandomError),
     #[error("--tls-cert and --tls-key must be given together")]
     HalfOperatorCert,
+    #[error(
+        "{path}: this CA differs from the one in the database that other collectors share; \
+         remove {CA_CERT_FILE} and {CA_KEY_FILE} from the data directory to use the database's"
+    )]
+    CaMismatch { path: PathBuf },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BootstrapError + '_ {
@@ -93,6 +106,9 @@ pub struct FirstStart {
 #[derive(Debug)]
 pub struct Prepared {
     pub store: Arc<dyn Store>,
+    /// The same store when it is PostgreSQL, for what only it does (wake-ups between
+    /// collectors).
+    pub postgres: Option<PostgresStore>,
     pub ca: Arc<CertificateAuthority>,
     pub tls: Arc<rustls::ServerConfig>,
     /// `Some` only on the very first start.
@@ -111,9 +127,8 @@ pub async fn prepare(
 }
 
 /// Like [`prepare`], on `database` when given (`serve --database`): an SQLite file elsewhere
-/// or a PostgreSQL database. The data directory still holds the CA and the server certificate;
-/// collectors sharing one PostgreSQL database share those files too (the first start writes
-/// them, later starts and other collectors must be given copies).
+/// or a PostgreSQL database. On PostgreSQL the CA is the database's (see the module doc) and the
+/// data directory holds `ca.pem` and this instance's server certificate.
 pub async fn prepare_with(
     options: &BootstrapOptions,
     database: Option<&Database>,
@@ -121,16 +136,29 @@ pub async fn prepare_with(
 ) -> Result<Prepared, BootstrapError> {
     let dir = &options.data_dir;
     create_private_dir(dir)?;
+    let mut postgres = None;
     let store: Arc<dyn Store> = match database {
         None => Arc::new(SqliteStore::open(&dir.join(DATABASE_FILE)).await?),
         Some(Database::Sqlite(path)) => Arc::new(SqliteStore::open(path).await?),
-        Some(Database::Postgres(url)) => Arc::new(PostgresStore::open(url.expose()).await?),
+        Some(Database::Postgres(url)) => {
+            let pg = PostgresStore::open(url.expose()).await?;
+            postgres = Some(pg.clone());
+            Arc::new(pg)
+        }
     };
     let now = clock.now();
+    // Held until the first admin exists (PostgreSQL only; a dead instance's lock goes with its
+    // connection).
+    let lock = match &postgres {
+        Some(pg) => Some(pg.bootstrap_lock().await?),
+        None => None,
+    };
 
     let ca_cert_path = dir.join(CA_CERT_FILE);
     let ca_key_path = dir.join(CA_KEY_FILE);
-    let ca = if ca_cert_path.exists() || ca_key_path.exists() {
+    let ca = if let Some(pg) = &postgres {
+        shared_ca(pg, &ca_cert_path, &ca_key_path, clock).await?
+    } else if ca_cert_path.exists() || ca_key_path.exists() {
         let cert = read_string(&ca_cert_path)?;
         let key = read_string(&ca_key_path)?;
         CertificateAuthority::load(&cert, &key)?
@@ -193,15 +221,71 @@ pub async fn prepare_with(
             enrollment_token,
         })
     };
+    if let Some(lock) = lock {
+        lock.release().await?;
+    }
 
     Ok(Prepared {
         store,
+        postgres,
         ca: Arc::new(ca),
         tls,
         first_start,
         ca_cert_path,
         operator_cert,
     })
+}
+
+/// The CA collectors on one PostgreSQL database share: the database's, else the data
+/// directory's (imported), else a new one; `ca.pem` is written for agents and clients.
+async fn shared_ca(
+    pg: &PostgresStore,
+    cert_path: &Path,
+    key_path: &Path,
+    clock: &dyn Clock,
+) -> Result<CertificateAuthority, BootstrapError> {
+    let local_cert = match fs::read_to_string(cert_path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_error(cert_path)(e)),
+    };
+    let shared = match pg.shared_ca().await? {
+        Some(shared) => {
+            if local_cert
+                .as_deref()
+                .is_some_and(|local| local.trim() != shared.cert_pem.trim())
+            {
+                return Err(BootstrapError::CaMismatch {
+                    path: cert_path.to_owned(),
+                });
+            }
+            shared
+        }
+        None => {
+            let shared = match local_cert {
+                Some(cert_pem) => {
+                    let key_pem = read_string(key_path)?;
+                    tracing::info!(path = %cert_path.display(), "storing the data directory's CA in the database for all collectors");
+                    SharedCa { cert_pem, key_pem }
+                }
+                None => {
+                    let (_, pair) = CertificateAuthority::generate(clock.now())?;
+                    tracing::info!("created the collector CA in the database");
+                    SharedCa {
+                        cert_pem: pair.cert_pem,
+                        key_pem: pair.key_pem,
+                    }
+                }
+            };
+            pg.put_shared_ca(&shared, clock.now()).await?;
+            shared
+        }
+    };
+    let ca = CertificateAuthority::load(&shared.cert_pem, &shared.key_pem)?;
+    if !cert_path.exists() {
+        write_file(cert_path, shared.cert_pem.as_bytes(), 0o644)?;
+    }
+    Ok(ca)
 }
 
 /// Names the generated server certificate covers: loopback, this host, and extras.

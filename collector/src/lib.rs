@@ -29,6 +29,9 @@ pub mod reports;
 #[doc(hidden)]
 pub mod testing;
 
+// Several collectors on one database (issue 8, second part): moving a site to PostgreSQL.
+pub mod migrate;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

@@ -37,6 +37,23 @@ enum Command {
     Serve(ServeArgs),
     #[command(flatten)]
     Client(ClientCommand),
+    /// Copy a site's data from SQLite into an empty PostgreSQL database, then verify the copy
+    Migrate(MigrateArgs),
+}
+
+/// `migrate` (several collectors on one database, issue 8).
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    /// The source: sqlite://PATH (the site's lifeline.db; stop its collector first)
+    #[arg(long, value_name = "URL")]
+    from: String,
+    /// The target: postgres://USER@HOST[:PORT]/DATABASE, empty (password: PGPASSWORD or
+    /// ~/.pgpass rather than the command line)
+    #[arg(long, value_name = "URL")]
+    to: String,
+    /// Print the summary as JSON
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -153,6 +170,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => run_server(args),
+        Command::Migrate(args) => run_migrate(&args),
         Command::Client(command) => {
             init_tracing("warn");
             cli::run(&cli.connection, &command).map_err(anyhow::Error::from)
@@ -297,18 +315,56 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
         smtp = integrations.smtp.is_some(),
         "notifications configured"
     );
+    let wakeups = Arc::new(lifeline_collector::wakeup::Wakeups::default());
+    // Several collectors on one database (issue 8): wake-ups reach the other instances.
+    if let Some(pg) = &prepared.postgres {
+        pg.bridge_wakeups(&wakeups);
+    }
     let state = AppState {
         store: prepared.store,
         ca: prepared.ca,
         clock,
         metrics: Some(metrics),
         enrollment: settings.enrollment,
-        wakeups: Default::default(),
+        wakeups,
         integrations: Arc::new(integrations),
     };
     serve(listener, prepared.tls, state, shutdown_signal())
         .await
         .context("server failed")
+}
+
+fn run_migrate(args: &MigrateArgs) -> anyhow::Result<()> {
+    init_tracing("warn");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let json = args.json;
+    let summary = runtime.block_on(lifeline_collector::migrate::run(
+        &args.from,
+        &args.to,
+        |table, rows| {
+            if !json {
+                println!("copied {table}: {rows} rows");
+            }
+        },
+    ))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        let rows: i64 = summary.tables.iter().map(|t| t.rows).sum();
+        println!(
+            "migrated {rows} rows in {} tables from {} to {}; row counts match and the audit \
+             log verifies ({} entries, head {})",
+            summary.tables.len(),
+            summary.from,
+            summary.to,
+            summary.audit_entries,
+            summary.audit_head
+        );
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

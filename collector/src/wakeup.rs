@@ -4,16 +4,23 @@
 //! Keys name what changed: a machine's work queue ([`Wakeups::machine`]) or one piece of work
 //! ([`Wakeups::work`]). Waiters register before they look at the database, so a wake-up between
 //! the look and the wait is not lost.
+//!
+//! Several collectors on one PostgreSQL database: [`Wakeups::publish_to`] hands every
+//! [`Wakeups::wake`] to a publisher (`store::notifications`) that sends the key to the other
+//! collectors with `pg_notify`; their listeners call [`Wakeups::wake_local`], and after a lost
+//! listener connection [`Wakeups::wake_everyone`] (waiters re-check the database).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 /// Wake-up points by key.
 #[derive(Debug, Default)]
 pub struct Wakeups {
     points: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Where wake-ups go for other collectors (PostgreSQL only); never blocks a handler.
+    remote: OnceLock<mpsc::Sender<String>>,
 }
 
 /// A registration on one key; drop it when done waiting.
@@ -51,10 +58,35 @@ impl Wakeups {
         }
     }
 
-    /// Wakes everyone waiting on `key` (nobody waiting: nothing happens).
+    /// Wakes everyone waiting on `key` here and, when publishing, on the other collectors.
     pub fn wake(&self, key: &str) {
+        self.wake_local(key);
+        if let Some(remote) = self.remote.get()
+            && let Err(error) = remote.try_send(key.to_owned())
+        {
+            // Full or closed: the other collectors' waiters see the change at their next
+            // long-poll round instead of at once.
+            tracing::warn!(key, %error, "cannot publish a wake-up to the other collectors");
+        }
+    }
+
+    /// Sends every later [`Wakeups::wake`] to `remote` as well; false when already publishing.
+    pub fn publish_to(&self, remote: mpsc::Sender<String>) -> bool {
+        self.remote.set(remote).is_ok()
+    }
+
+    /// Wakes everyone waiting on `key` in this process only (nobody waiting: nothing happens).
+    pub fn wake_local(&self, key: &str) {
         let points = self.points.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(notify) = points.get(key) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// Wakes every waiter in this process, e.g. after wake-ups from elsewhere may have been lost.
+    pub fn wake_everyone(&self) {
+        let points = self.points.lock().unwrap_or_else(PoisonError::into_inner);
+        for notify in points.values() {
             notify.notify_waiters();
         }
     }

@@ -12,7 +12,7 @@ use tempfile::TempDir;
 use crate::harness::{AgentService, TestAgent, TestCollector, assert_success, eventually};
 
 /// Actions made for tests: each exercises one rule.
-const CATALOG: &str = r#"
+pub(crate) const CATALOG: &str = r#"
 version = 1
 
 [[action]]
@@ -207,7 +207,13 @@ impl Site {
 }
 
 /// Writes a catalog file into `dir` and signs it offline with `key`.
-fn write_and_sign(collector: &TestCollector, dir: &Path, name: &str, catalog: &str, key: &str) {
+pub(crate) fn write_and_sign(
+    collector: &TestCollector,
+    dir: &Path,
+    name: &str,
+    catalog: &str,
+    key: &str,
+) {
     let file = dir.join(name);
     std::fs::write(&file, catalog).unwrap();
     let key = dir.join(key);

@@ -676,3 +676,109 @@ impl TestCollector {
         }
     }
 }
+
+// Several collectors on one database (issue 8, second part): instances that join a database
+// another instance bootstrapped (they print no secrets), two first starts at once, and an
+// agent service with a long long-poll (so only a wake-up delivers work quickly).
+impl TestCollector {
+    /// Another instance on `first`'s database (`extra` names it: `--database URL`), with its
+    /// own data directory and port; it uses `first`'s tokens.
+    pub fn join(first: &TestCollector, extra: &[&str]) -> TestCollector {
+        install_crypto();
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let (child, url, stdout) = start(&data_dir(&dir), "127.0.0.1:0", extra, None);
+        TestCollector {
+            child,
+            dir,
+            url,
+            admin_token: first.admin_token.clone(),
+            enrollment_token: first.enrollment_token.clone(),
+            stdout,
+            server_ca: None,
+        }
+    }
+
+    /// Two first starts at the same moment on one database; also returns how many of them
+    /// printed first-start secrets.
+    pub fn spawn_pair(extra: &[&str]) -> (TestCollector, TestCollector, usize) {
+        install_crypto();
+        let dirs = [
+            Arc::new(tempfile::tempdir().expect("temp dir")),
+            Arc::new(tempfile::tempdir().expect("temp dir")),
+        ];
+        let started: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = dirs
+                .iter()
+                .map(|dir| {
+                    let path = data_dir(dir);
+                    scope.spawn(move || start(&path, "127.0.0.1:0", extra, None))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        // The one that bootstrapped printed before it listened.
+        let tokens: Vec<Option<(String, String)>> = started
+            .iter()
+            .map(|(_, _, stdout)| {
+                let text = stdout.lock().unwrap().clone();
+                Some((
+                    token_after(&text, "LIFELINE_TOKEN=")?,
+                    token_after(&text, "--token ")?,
+                ))
+            })
+            .collect();
+        let printed = tokens.iter().flatten().count();
+        let (admin_token, enrollment_token) =
+            tokens.into_iter().flatten().next().unwrap_or_default();
+        let mut both = started
+            .into_iter()
+            .zip(dirs)
+            .map(|((child, url, stdout), dir)| TestCollector {
+                child,
+                dir,
+                url,
+                admin_token: admin_token.clone(),
+                enrollment_token: enrollment_token.clone(),
+                stdout,
+                server_ca: None,
+            });
+        let a = both.next().unwrap();
+        let b = both.next().unwrap();
+        (a, b, printed)
+    }
+}
+
+impl TestAgent {
+    /// Points this agent at another collector URL (one more instance behind the same CA).
+    pub fn use_server(&self, url: &str) {
+        let path = self.dir.path().join("agent.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        config["server"] = serde_json::Value::String(url.to_owned());
+        fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    }
+}
+
+impl AgentService {
+    /// Like [`AgentService::start`], but each long-poll waits `poll_secs` on the collector.
+    pub fn start_polling(agent: &TestAgent, poll_secs: u64) -> AgentService {
+        let log = agent.dir().join("service.log");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open service log");
+        let child = Command::new(binaries::agent())
+            .args(["run", "--heartbeat-secs", "1", "--spool-secs", "1"])
+            .arg("--poll-secs")
+            .arg(poll_secs.to_string())
+            .env("LIFELINE_AGENT_DIR", agent.dir())
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("start lifeline-agent run");
+        AgentService { child, log }
+    }
+}

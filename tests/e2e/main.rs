@@ -34,3 +34,6 @@ mod snapshot;
 mod web;
 // PostgreSQL store (issue 8).
 mod postgres;
+// Several collectors on one database, `migrate` (issue 8, second part).
+mod migrate;
+mod multi_instance;

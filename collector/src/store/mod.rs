@@ -13,6 +13,9 @@ pub mod postgres;
 mod sql;
 #[cfg(test)]
 mod tests;
+// Several collectors on one database (issue 8, second part): LISTEN/NOTIFY between them.
+mod notifications;
+pub mod secrets;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -18,9 +18,10 @@
 //!   are single conditional UPDATEs, which PostgreSQL's row locks make once-only.
 //! - Catalog publishing holds [`CATALOG_LOCK`] so the version rule cannot race.
 //!
-//! Unlike `SqliteStore`, machine identities are NOT cached: a revocation or a new certificate
-//! committed by another collector would not clear this process's cache, so every agent request
-//! reads its machine from the database (one indexed lookup). Heartbeats and last-seen times are
+//! Machine identities are cached as in `SqliteStore`, and every collector's cache is cleared
+//! when any of them commits a machine change: the change's transaction sends `NOTIFY
+//! lifeline_machines`, delivered on commit (see `notifications.rs`, which also carries long-poll
+//! wake-ups between collectors and stops the cache while its listener is down). Heartbeats and last-seen times are
 //! buffered and written once a second as in SQLite (losing at most that second in a crash).
 //!
 //! The URL's password is never printed: errors name the URL through [`redact_url`].
@@ -40,6 +41,7 @@ use sqlx::{Connection, Row};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
+use super::notifications::{MACHINES_CHANNEL, Notifications, StopOnDrop};
 use super::sql::{
     INGEST_QUEUE, IngestJob, PendingTelemetry, SELECT_WORK, Telemetry, TelemetrySink,
     TicketBatchWriter, audit_entry, catalog_record, check_token, clock_columns, comment,
@@ -64,6 +66,7 @@ use crate::secret::TokenHash;
 // Recurring problems, knowledge and reports (issue 9).
 use super::{RecurringRecord, SimilarAnswer, WindowFacts};
 use crate::sla::{Policy, Schedule, SlaRecord};
+use crate::wakeup::Wakeups;
 use lifeline_shared::v1::sla::SlaTarget;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -97,6 +100,9 @@ pub struct PostgresStore {
     telemetry: std::sync::Arc<Telemetry>,
     /// The service-level policy due times are computed with (`apply_sla_policy`).
     sla: std::sync::Arc<std::sync::RwLock<std::sync::Arc<Policy>>>,
+    // Several collectors (issue 8): notifications from the other collectors.
+    notifications: std::sync::Arc<Notifications>,
+    _listener: std::sync::Arc<StopOnDrop>,
 }
 
 /// `url` with its password replaced by `***` (in the user part and in a `password=` query
@@ -186,13 +192,22 @@ impl PostgresStore {
             pool.clone(),
             std::sync::Arc::downgrade(&telemetry),
         ));
+        let (notifications, listener) = Notifications::start(&pool);
         Ok(PostgresStore {
             pool,
             ingest,
             audit: std::sync::Arc::default(),
             telemetry,
             sla: std::sync::Arc::default(),
+            notifications,
+            _listener: std::sync::Arc::new(listener),
         })
+    }
+
+    /// Publishes `wakeups`' wake-ups to the collectors sharing this database and wakes its
+    /// waiters for theirs; false when a `Wakeups` was bridged already.
+    pub fn bridge_wakeups(&self, wakeups: &std::sync::Arc<Wakeups>) -> bool {
+        self.notifications.bridge(&self.pool, wakeups)
     }
 
     /// The service-level policy in force.
@@ -204,6 +219,21 @@ impl PostgresStore {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
     }
+
+    /// The pool, for the bootstrap's shared secrets and `migrate`.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Tells every collector (this one included) to forget cached machine identities once `tx`
+/// commits.
+async fn notify_machine_change(tx: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(MACHINES_CHANNEL)
+        .execute(tx)
+        .await?;
+    Ok(())
 }
 
 const SELECT_ENROLLMENT_TOKEN: &str =
@@ -560,7 +590,9 @@ impl Store for PostgresStore {
             .fetch_one(&mut *tx)
             .await?;
             let status = parse::<MachineStatus>(machine.try_get("status")?)?;
+            notify_machine_change(&mut tx).await?;
             tx.commit().await?;
+            self.notifications.identities.invalidate();
             Ok(status)
         })
     }
@@ -573,6 +605,7 @@ impl Store for PostgresStore {
         now: OffsetDateTime,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
             let done = sqlx::query(
                 "UPDATE machines SET cert_fingerprint = $1, cert_not_after = $2, \
                     last_seen_at = $3 WHERE id = $4 AND status = 'active'",
@@ -581,8 +614,11 @@ impl Store for PostgresStore {
             .bind(millis(cert_not_after))
             .bind(millis(now))
             .bind(machine_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+            notify_machine_change(&mut tx).await?;
+            tx.commit().await?;
+            self.notifications.identities.invalidate();
             Ok(done.rows_affected() > 0)
         })
     }
@@ -592,7 +628,13 @@ impl Store for PostgresStore {
         fingerprint: &'a str,
     ) -> StoreFuture<'a, Option<MachineRecord>> {
         Box::pin(async move {
-            // No cache (see the module doc): another collector may have just revoked it.
+            // The cache is cleared by every collector's machine changes (see the module doc).
+            let usable = self.notifications.cache_usable();
+            let generation = match self.notifications.identities.get(fingerprint) {
+                Ok(record) if usable => return Ok(Some(record)),
+                Ok(_) => None,
+                Err(generation) => usable.then_some(generation),
+            };
             let row = sqlx::query(
                 "SELECT id, status, cert_fingerprint FROM machines WHERE cert_fingerprint = $1",
             )
@@ -600,11 +642,17 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await?;
             let Some(row) = row else { return Ok(None) };
-            Ok(Some(MachineRecord {
+            let record = MachineRecord {
                 id: row.try_get("id")?,
                 status: parse::<MachineStatus>(row.try_get("status")?)?,
                 fingerprint: row.try_get("cert_fingerprint")?,
-            }))
+            };
+            if let Some(generation) = generation {
+                self.notifications
+                    .identities
+                    .put(generation, record.clone());
+            }
+            Ok(Some(record))
         })
     }
 
@@ -689,22 +737,28 @@ impl Store for PostgresStore {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                notify_machine_change(&mut tx).await?;
             }
             tx.commit().await?;
+            self.notifications.identities.invalidate();
             Ok(Some(before))
         })
     }
 
     fn revoke_machine<'a>(&'a self, id: &'a str, now: OffsetDateTime) -> StoreFuture<'a, bool> {
         Box::pin(async move {
+            let mut tx = self.pool.begin().await?;
             let done = sqlx::query(
                 "UPDATE machines SET status = 'revoked', \
                     revoked_at = COALESCE(revoked_at, $1) WHERE id = $2",
             )
             .bind(millis(now))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+            notify_machine_change(&mut tx).await?;
+            tx.commit().await?;
+            self.notifications.identities.invalidate();
             Ok(done.rows_affected() > 0)
         })
     }

@@ -69,7 +69,7 @@ pub struct SqliteStore {
 /// through this store, which clears the cache after committing it; the generation keeps a
 /// lookup that raced with such a change from caching what it read before the change.
 #[derive(Debug, Default)]
-struct IdentityCache {
+pub(super) struct IdentityCache {
     inner: std::sync::Mutex<(u64, std::collections::HashMap<String, MachineRecord>)>,
 }
 
@@ -86,12 +86,12 @@ impl IdentityCache {
     }
 
     /// The cached record, or the generation to quote when caching what the database says.
-    fn get(&self, fingerprint: &str) -> Result<MachineRecord, u64> {
+    pub(super) fn get(&self, fingerprint: &str) -> Result<MachineRecord, u64> {
         let guard = self.lock();
         guard.1.get(fingerprint).cloned().ok_or(guard.0)
     }
 
-    fn put(&self, generation: u64, record: MachineRecord) {
+    pub(super) fn put(&self, generation: u64, record: MachineRecord) {
         let mut guard = self.lock();
         if guard.0 != generation {
             return;
@@ -103,7 +103,7 @@ impl IdentityCache {
     }
 
     /// After a committed change to any machine's certificate or status.
-    fn invalidate(&self) {
+    pub(super) fn invalidate(&self) {
         let mut guard = self.lock();
         guard.0 += 1;
         guard.1.clear();
