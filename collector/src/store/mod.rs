@@ -11,6 +11,7 @@ pub mod sqlite;
 mod knowledge_sql;
 pub mod postgres;
 mod sql;
+mod sql_impl;
 #[cfg(test)]
 mod tests;
 // Several collectors on one database (issue 8, second part): LISTEN/NOTIFY between them.
