@@ -21,8 +21,11 @@
 //! Machine identities are cached as in `SqliteStore`, and every collector's cache is cleared
 //! when any of them commits a machine change: the change's transaction sends `NOTIFY
 //! lifeline_machines`, delivered on commit (see `notifications.rs`, which also carries long-poll
-//! wake-ups between collectors and stops the cache while its listener is down). Heartbeats and last-seen times are
-//! buffered and written once a second as in SQLite (losing at most that second in a crash).
+//! wake-ups between collectors and stops the cache while its listener is down). The other
+//! collectors therefore see a revocation when their listener receives the notification, a few
+//! milliseconds after the commit, not in the same instant as the one that made it. Heartbeats
+//! and last-seen times are buffered and written once a second as in SQLite (losing at most that
+//! second in a crash).
 //!
 //! The URL's password is never printed: errors name the URL through [`redact_url`].
 
