@@ -2,8 +2,10 @@
 //! with its floor in the same run, printed as figures and ratios.
 //!
 //! - `ingest`: tickets with a real snapshot (~100 KB JSON, zstd on the wire) through the real API
-//!   over mutual TLS, against a raw loop inserting the same JSON into SQLite with the same
-//!   durability settings (WAL, `synchronous=FULL`, one commit per ticket), in the same process.
+//!   over mutual TLS, against a raw loop inserting the same JSON into the same database with the
+//!   same durability settings (one durable commit per ticket), in the same process: SQLite (WAL,
+//!   `synchronous=FULL`) by default, PostgreSQL (`synchronous_commit=on`, `fsync=on`) with
+//!   `--postgres` (a throwaway cluster) or `--database postgres://...`.
 //! - `heartbeat`: heartbeats per second through the real API against a bare axum+rustls endpoint
 //!   served by the same TLS stack in the same process, with the same client.
 //! - `longpoll`: many agents parked on the work long-poll of a real `lifeline-collector serve`
@@ -26,8 +28,12 @@ use anyhow::Context;
 use axum::Json;
 use axum::routing::post;
 use clap::{Parser, Subcommand};
+use lifeline_collector::config::Database;
+use lifeline_collector::testing::PgCluster;
 use lifeline_shared::v1::api::{NewTicket, Urgency, paths};
 use lifeline_shared::v1::work::{Heartbeat, HeartbeatAck, WorkBatch};
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::http::{Conn, client_config};
@@ -44,13 +50,23 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Bench {
-    /// Ticket ingest per second vs a raw SQLite insert loop of the same payloads
+    /// Ticket ingest per second vs a raw insert loop of the same payloads in the same database
     Ingest {
+        /// Tickets to send
         #[arg(long, default_value_t = 400)]
         tickets: usize,
         /// Agents sending at the same time
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Store on a throwaway PostgreSQL cluster started for this run (initdb and pg_ctl from
+        /// the `postgresql` package) instead of SQLite
+        #[arg(long, conflicts_with = "database")]
+        postgres: bool,
+        /// Store in this new database instead of a temporary SQLite file: an empty PostgreSQL
+        /// database (postgres://USER:PASSWORD@HOST/DB; the run leaves its tables there) or an
+        /// SQLite file that does not exist yet (sqlite://PATH, to measure another disk)
+        #[arg(long, value_name = "URL", value_parser = Database::parse)]
+        database: Option<Database>,
     },
     /// Heartbeats per second vs a bare axum+rustls endpoint
     Heartbeat {
@@ -81,7 +97,27 @@ fn main() -> anyhow::Result<()> {
             Bench::Ingest {
                 tickets,
                 concurrency,
-            } => ingest(tickets, concurrency.max(1)).await,
+                postgres,
+                database,
+            } => {
+                // Dropped (the server stopped and its directory removed) after the run.
+                let cluster = if postgres {
+                    println!("starting a throwaway PostgreSQL cluster (initdb, pg_ctl)");
+                    Some(PgCluster::start().map_err(anyhow::Error::msg)?)
+                } else {
+                    None
+                };
+                let database = match &cluster {
+                    Some(cluster) => {
+                        let url = cluster
+                            .create_database("lifeline_bench")
+                            .map_err(anyhow::Error::msg)?;
+                        Some(Database::parse(&url).map_err(anyhow::Error::msg)?)
+                    }
+                    None => database,
+                };
+                ingest(tickets, concurrency.max(1), database.as_ref()).await
+            }
             Bench::Heartbeat {
                 seconds,
                 concurrency,
@@ -130,9 +166,13 @@ fn start_api(site: &site::Site) -> anyhow::Result<SocketAddr> {
 // ---------------------------------------------------------------------------------------------
 // Ingest
 
-async fn ingest(tickets: usize, concurrency: usize) -> anyhow::Result<()> {
+async fn ingest(
+    tickets: usize,
+    concurrency: usize,
+    database: Option<&Database>,
+) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let site = site::prepare(&tmp.path().join("collector"), concurrency).await?;
+    let site = site::prepare(&tmp.path().join("collector"), database, concurrency).await?;
     let snapshot = tokio::task::spawn_blocking(|| {
         lifeline_agent::collect::take(&lifeline_agent::collect::Options::default())
     })
@@ -152,9 +192,23 @@ async fn ingest(tickets: usize, concurrency: usize) -> anyhow::Result<()> {
         body.len() / 1024
     );
 
-    // Floor: the same JSON inserted one durable commit at a time.
-    let raw = raw_insert_loop(&tmp.path().join("raw.db"), &json, tickets).await?;
-    println!("  raw SQLite insert loop: {raw:.0} tickets/s");
+    // Floor: the same JSON inserted one durable commit at a time, into the same database.
+    let text = String::from_utf8_lossy(&json).into_owned();
+    let (floor_name, raw) = match database {
+        None => (
+            "raw SQLite insert loop",
+            raw_sqlite_loop(&tmp.path().join("raw.db"), &text, tickets).await?,
+        ),
+        Some(Database::Sqlite(path)) => (
+            "raw SQLite insert loop",
+            raw_sqlite_loop(&path.with_extension("raw.db"), &text, tickets).await?,
+        ),
+        Some(Database::Postgres(url)) => (
+            "raw PostgreSQL insert loop",
+            raw_postgres_loop(url.expose(), &text, tickets).await?,
+        ),
+    };
+    println!("  {floor_name}: {raw:.0} tickets/s");
 
     let addr = start_api(&site)?;
     let next = Arc::new(AtomicU64::new(0));
@@ -198,12 +252,30 @@ async fn ingest(tickets: usize, concurrency: usize) -> anyhow::Result<()> {
         task.await??;
     }
     let collector = tickets as f64 / started.elapsed().as_secs_f64();
-    println!("  collector over HTTPS:   {collector:.0} tickets/s");
+    println!("  collector over HTTPS: {collector:.0} tickets/s");
     println!("  {}", ratio_line("ingest", collector, raw, "goal >= 0.5"));
     Ok(())
 }
 
-async fn raw_insert_loop(path: &Path, json: &[u8], tickets: usize) -> anyhow::Result<f64> {
+/// The statement both raw loops run: the ticket's JSON with a key and a time, nothing else.
+const RAW_INSERT: &str =
+    "INSERT INTO lifeline_bench_raw (idempotency_key, received_at, document) VALUES ($1, $2, $3)";
+
+/// How many times per second `each` completes, called `count` times in a row.
+async fn per_second(
+    count: usize,
+    mut each: impl AsyncFnMut(i64) -> anyhow::Result<()>,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    for n in 0..count {
+        each(i64::try_from(n)?).await?;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The floor on SQLite: a new file in WAL mode with `synchronous=FULL`, as the collector's.
+async fn raw_sqlite_loop(path: &Path, document: &str, tickets: usize) -> anyhow::Result<f64> {
+    anyhow::ensure!(!path.exists(), "{} exists already", path.display());
     let options = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -214,22 +286,54 @@ async fn raw_insert_loop(path: &Path, json: &[u8], tickets: usize) -> anyhow::Re
         .connect_with(options)
         .await?;
     sqlx::query(
-        "CREATE TABLE raw (id INTEGER PRIMARY KEY, idempotency_key TEXT UNIQUE, \
+        "CREATE TABLE lifeline_bench_raw (id INTEGER PRIMARY KEY, idempotency_key TEXT UNIQUE, \
          received_at INTEGER, document TEXT)",
     )
     .execute(&pool)
     .await?;
-    let text = String::from_utf8_lossy(json).into_owned();
-    let started = Instant::now();
-    for n in 0..tickets {
-        sqlx::query("INSERT INTO raw (idempotency_key, received_at, document) VALUES ($1, $2, $3)")
-            .bind(format!("raw-{n}"))
-            .bind(i64::try_from(n).unwrap_or(i64::MAX))
-            .bind(&text)
-            .execute(&pool)
-            .await?;
+    let rate = per_second(tickets, async |n| {
+        let query = sqlx::query(RAW_INSERT).bind(format!("raw-{n}")).bind(n);
+        query.bind(document).execute(&pool).await?;
+        Ok(())
+    })
+    .await;
+    pool.close().await;
+    let _ = std::fs::remove_file(path);
+    rate
+}
+
+/// The floor on PostgreSQL: one connection committing every insert with
+/// `synchronous_commit=on`, as the collector's connections do, in a table dropped afterwards.
+async fn raw_postgres_loop(url: &str, document: &str, tickets: usize) -> anyhow::Result<f64> {
+    let mut conn = PgConnection::connect(url)
+        .await
+        .context("cannot connect to PostgreSQL for the raw insert loop")?;
+    sqlx::query("SET synchronous_commit = on")
+        .execute(&mut conn)
+        .await?;
+    let fsync: String = sqlx::query_scalar("SHOW fsync")
+        .fetch_one(&mut conn)
+        .await?;
+    if fsync != "on" {
+        println!("  warning: the server runs with fsync={fsync}: commits are not durable");
     }
-    Ok(tickets as f64 / started.elapsed().as_secs_f64())
+    sqlx::query(
+        "CREATE TABLE lifeline_bench_raw (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, \
+         idempotency_key TEXT UNIQUE, received_at BIGINT, document TEXT)",
+    )
+    .execute(&mut conn)
+    .await
+    .context("cannot create the table lifeline_bench_raw (left over from an earlier run?)")?;
+    let rate = per_second(tickets, async |n| {
+        let query = sqlx::query(RAW_INSERT).bind(format!("raw-{n}")).bind(n);
+        query.bind(document).execute(&mut conn).await?;
+        Ok(())
+    })
+    .await;
+    sqlx::query("DROP TABLE lifeline_bench_raw")
+        .execute(&mut conn)
+        .await?;
+    rate
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -237,7 +341,7 @@ async fn raw_insert_loop(path: &Path, json: &[u8], tickets: usize) -> anyhow::Re
 
 async fn heartbeat(duration: Duration, concurrency: usize) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let site = site::prepare(&tmp.path().join("collector"), concurrency).await?;
+    let site = site::prepare(&tmp.path().join("collector"), None, concurrency).await?;
     let real = start_api(&site)?;
 
     // The floor: the same TLS configuration (client certificates requested), one route that
@@ -407,7 +511,7 @@ async fn longpoll(agents: usize, samples: usize) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let data_dir = tmp.path().join("collector");
     println!("longpoll: enrolling {agents} machines (real CA, real store)");
-    let site = site::prepare(&data_dir, agents).await?;
+    let site = site::prepare(&data_dir, None, agents).await?;
     let roots = site.roots.clone();
     let admin_token = site.admin_token.clone();
     let machines = site.machines;

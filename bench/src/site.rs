@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use lifeline_collector::bootstrap::{self, BootstrapOptions, Prepared};
 use lifeline_collector::clock::{Clock, SystemClock};
+use lifeline_collector::config::Database;
 use lifeline_collector::secret::TokenHash;
 use lifeline_collector::store::Enrollment;
 use lifeline_shared::v1::api::MachineStatus;
@@ -45,24 +46,30 @@ impl std::fmt::Debug for Site {
     }
 }
 
-/// Bootstraps `data_dir` and enrolls `machines` machines, printing progress for large counts.
-pub async fn prepare(data_dir: &Path, machines: usize) -> anyhow::Result<Site> {
+/// Bootstraps `data_dir` (with its SQLite database, or on `database` when given, as
+/// `serve --database` does) and enrolls `machines` machines, printing progress for large counts.
+pub async fn prepare(
+    data_dir: &Path,
+    database: Option<&Database>,
+    machines: usize,
+) -> anyhow::Result<Site> {
     let clock = SystemClock;
-    let prepared = bootstrap::prepare(
+    let prepared = bootstrap::prepare_with(
         &BootstrapOptions {
             data_dir: data_dir.to_owned(),
             extra_sans: Vec::new(),
             operator_cert: None,
             allow_tls12: false,
         },
+        database,
         &clock,
     )
     .await
-    .context("cannot prepare the collector's data directory")?;
+    .context("cannot prepare the collector's data directory and database")?;
     let first = prepared
         .first_start
         .as_ref()
-        .context("the data directory was not fresh")?;
+        .context("the database already has an administrator: benchmarks need an empty database")?;
     let admin_token = first.admin_token.expose().to_owned();
     let token_hash = TokenHash::of(&first.enrollment_token);
     let roots = CertificateDer::pem_file_iter(&prepared.ca_cert_path)
