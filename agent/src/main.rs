@@ -190,7 +190,10 @@ fn main() -> ExitCode {
             if broken_pipe {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("lifeline-agent: {e:#}");
+            eprintln!(
+                "lifeline-agent: {}",
+                lifeline_shared::errors::describe(e.chain())
+            );
             ExitCode::FAILURE
         }
     }

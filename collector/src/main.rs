@@ -182,7 +182,10 @@ fn main() -> ExitCode {
             if is_broken_pipe(&error) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("lifeline-collector: error: {error:#}");
+            eprintln!(
+                "lifeline-collector: error: {}",
+                lifeline_shared::errors::describe(error.chain())
+            );
             ExitCode::FAILURE
         }
     }

@@ -5,5 +5,6 @@
 //! collector and tests can all depend on it cheaply. Serializable types here are a compatibility
 //! promise: add optional fields, never rename or remove one within a schema version.
 
+pub mod errors;
 pub mod findings;
 pub mod v1;
