@@ -8,6 +8,9 @@
 //! directory is handed to the `postgres` user and the binaries run through
 //! `runuser -u postgres --`. Without PostgreSQL the fixture fails with a message saying to
 //! install it: tests that need it fail rather than skip.
+//!
+//! [`PgCluster::start_with_tls`] starts one that accepts TLS connections only, with a server
+//! certificate for 127.0.0.1 and `localhost` from a CA of its own ([`PgCluster::tls_root_cert`]).
 
 // A test fixture, not production code: it starts the PostgreSQL server processes itself.
 #![allow(clippy::disallowed_methods)]
@@ -32,11 +35,24 @@ pub struct PgCluster {
     /// Run the binaries as the `postgres` user (we are root).
     as_postgres: bool,
     port: u16,
+    /// `Some(ca.pem)` when the server accepts TLS connections only.
+    tls_root_cert: Option<PathBuf>,
 }
 
 impl PgCluster {
     /// Creates and starts a cluster with trust authentication for the superuser `postgres`.
     pub fn start() -> Result<PgCluster, String> {
+        PgCluster::start_inner(false)
+    }
+
+    /// Like [`PgCluster::start`], but TCP connections must use TLS (`hostssl` in `pg_hba.conf`;
+    /// a plain one is refused). The server's certificate, for 127.0.0.1 and `localhost`, is
+    /// signed by a CA made for this cluster: [`PgCluster::tls_root_cert`].
+    pub fn start_with_tls() -> Result<PgCluster, String> {
+        PgCluster::start_inner(true)
+    }
+
+    fn start_inner(tls: bool) -> Result<PgCluster, String> {
         let bin = find_binaries(std::env::var_os("PATH"), Path::new(DEBIAN_PG_ROOT))?;
         let as_postgres = rustix::process::geteuid().is_root();
         // Under root the server runs as `postgres`, who must reach the directory: /tmp is
@@ -59,6 +75,7 @@ impl PgCluster {
             bin,
             as_postgres,
             port: 0,
+            tls_root_cert: None,
         };
         let data = cluster.data_dir();
         let out = cluster.run(
@@ -77,6 +94,9 @@ impl PgCluster {
             ],
         )?;
         check("initdb", &out)?;
+        if tls {
+            cluster.require_tls()?;
+        }
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
             cluster.port = free_port()?;
@@ -86,6 +106,12 @@ impl PgCluster {
             }
         }
         Err(last_error)
+    }
+
+    /// The CA certificate (PEM file) that signed the server's certificate, when the cluster was
+    /// started with [`PgCluster::start_with_tls`].
+    pub fn tls_root_cert(&self) -> Option<&Path> {
+        self.tls_root_cert.as_deref()
     }
 
     /// The server's port on 127.0.0.1.
@@ -134,15 +160,61 @@ impl PgCluster {
         self.dir.path().join("postgres.log")
     }
 
+    /// Writes a CA, a server certificate and key into the data directory, turns `ssl` on and
+    /// lets TCP clients in over TLS only.
+    fn require_tls(&mut self) -> Result<(), String> {
+        let now = time::OffsetDateTime::now_utc();
+        let (ca, ca_pair) = crate::pki::CertificateAuthority::generate(now)
+            .map_err(|e| format!("cannot make a CA for PostgreSQL: {e}"))?;
+        let server = ca
+            .issue_server_cert(&["127.0.0.1".to_owned(), "localhost".to_owned()], now)
+            .map_err(|e| format!("cannot make PostgreSQL's certificate: {e}"))?;
+        let data = self.data_dir();
+        let ca_path = self.dir.path().join("ca.pem");
+        let hba = "# Unix socket for pg_ctl and createdb; TCP over TLS only.\n\
+                   local all all trust\n\
+                   hostssl all all 127.0.0.1/32 trust\n";
+        let files = [
+            (ca_path.clone(), ca_pair.cert_pem.as_str(), 0o644),
+            (data.join("server.crt"), server.cert_pem.as_str(), 0o644),
+            // The server refuses a key others can read.
+            (data.join("server.key"), server.key_pem.as_str(), 0o600),
+            (data.join("pg_hba.conf"), hba, 0o600),
+        ];
+        let owner = if self.as_postgres {
+            Some(postgres_user()?)
+        } else {
+            None
+        };
+        for (path, contents, mode) in files {
+            std::fs::write(&path, contents)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            let mode = rustix::fs::Mode::from_raw_mode(mode);
+            rustix::fs::chmod(&path, mode)
+                .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+            if let Some((uid, gid)) = owner {
+                rustix::fs::chown(&path, Some(uid), Some(gid))
+                    .map_err(|e| format!("cannot hand {} to postgres: {e}", path.display()))?;
+            }
+        }
+        self.tls_root_cert = Some(ca_path);
+        Ok(())
+    }
+
     fn pg_ctl_start(&self) -> Result<(), String> {
         let data = self.data_dir();
         let log = self.log_file();
         // pg_ctl hands -o to the server through a shell: the temporary path has no spaces.
-        let server_options = format!(
+        let mut server_options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1",
             self.port,
             self.dir.path().display()
         );
+        if self.tls_root_cert.is_some() {
+            // Relative to the data directory.
+            server_options
+                .push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let out = self.run(
             "pg_ctl",
             &[

@@ -131,3 +131,66 @@ fn a_bad_or_unreachable_database_is_refused_with_the_password_hidden() {
     assert!(!stderr.contains(PASSWORD), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
+
+#[test]
+fn a_collector_reaches_postgresql_over_verified_tls_and_refuses_a_server_it_cannot_verify() {
+    let cluster = PgCluster::start_with_tls().unwrap_or_else(|e| panic!("{e}"));
+    let url = cluster.create_database("lifeline").unwrap();
+    let root = cluster
+        .tls_root_cert()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |database: &str| {
+        Command::new(binaries::collector())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--database", database])
+            .env_remove("LIFELINE_DATABASE")
+            .output()
+            .unwrap()
+    };
+
+    // The server takes TLS connections only: a plain one is turned away by the server.
+    let out = serve(&format!("{url}?sslmode=disable"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot open the database") && stderr.contains("no encryption"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("no pg_hba.conf entry").count(),
+        1,
+        "the cause is said once: {stderr}"
+    );
+
+    // A certificate from a CA the collector was not told to trust is refused.
+    let other_ca = dir.path().join("other-ca.pem");
+    let (_, pair) =
+        lifeline_collector::pki::CertificateAuthority::generate(time::OffsetDateTime::now_utc())
+            .unwrap();
+    std::fs::write(&other_ca, pair.cert_pem).unwrap();
+    let out = serve(&format!(
+        "{url}?sslmode=verify-full&sslrootcert={}",
+        other_ca.display()
+    ));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot open the database") && stderr.contains("certificate"),
+        "{stderr}"
+    );
+
+    // With the right CA the whole help desk works over the encrypted connection.
+    let verified = format!("{url}?sslmode=verify-full&sslrootcert={root}");
+    let collector = TestCollector::spawn_with(&["--database", &verified]);
+    let agent = TestAgent::enrolled(&collector);
+    let out = agent.run(&["report", "VPN drops every hour"]);
+    assert_success(&out, "lifeline-agent report");
+    assert_eq!(stdout(&out).trim(), "#1");
+    let ticket = collector.cli_json(&["tickets", "show", "1"]);
+    assert_eq!(ticket["description"], "VPN drops every hour");
+}
