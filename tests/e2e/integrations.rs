@@ -614,6 +614,14 @@ fn no_reopens_the_ticket_yes_is_recorded_and_each_resolution_is_answered_once() 
     assert_eq!(two["status"], "resolved");
     assert_eq!(two["feedback"][0]["fixed"], true);
     assert_eq!(two["feedback"].as_array().unwrap().len(), 1);
+    // The help desk's summary counts answers of tickets resolved in its window: #1 was
+    // reopened by its "no", so only #2's "yes" counts for now.
+    let satisfaction =
+        || collector.cli_json(&["reports", "summary", "--since", "7d"])["satisfaction"].clone();
+    assert_eq!(
+        satisfaction(),
+        json!({ "answered": 1, "yes": 1, "no": 0, "yes_ratio": 1.0 })
+    );
 
     // A new resolution asks again.
     collector.cli_ok(&["tickets", "update", "1", "--status", "resolved"]);
@@ -625,6 +633,13 @@ fn no_reopens_the_ticket_yes_is_recorded_and_each_resolution_is_answered_once() 
             .len(),
         2
     );
+    // Its latest answer is the one that counts.
+    assert_eq!(
+        satisfaction(),
+        json!({ "answered": 2, "yes": 2, "no": 0, "yes_ratio": 1.0 })
+    );
+    let text = collector.cli_ok(&["reports", "summary", "--since", "7d"]);
+    assert!(text.contains("100% yes (2 of 2 answers)"), "{text}");
 
     // The console shows the answers; a long comment and a bearer token are refused.
     let http = collector.http();
