@@ -20,6 +20,17 @@ fn cluster_with_database() -> (PgCluster, String) {
     (cluster, with_password)
 }
 
+/// `serve` on `database`, for a start that is expected to fail: its output once it exits.
+fn serve_once(data_dir: &std::path::Path, database: &str) -> std::process::Output {
+    Command::new(binaries::collector())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(["--database", database])
+        .env_remove("LIFELINE_DATABASE")
+        .output()
+        .unwrap()
+}
+
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -91,15 +102,7 @@ fn a_collector_on_postgresql_serves_the_help_desk_and_keeps_everything_across_a_
 #[test]
 fn a_bad_or_unreachable_database_is_refused_with_the_password_hidden() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = |database: &str| {
-        Command::new(binaries::collector())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--database", database])
-            .env_remove("LIFELINE_DATABASE")
-            .output()
-            .unwrap()
-    };
+    let serve = |database: &str| serve_once(&dir.path().join("data"), database);
 
     let out = serve(&format!("mysql://admin:{PASSWORD}@db/lifeline"));
     assert!(!out.status.success());
@@ -143,15 +146,7 @@ fn a_collector_reaches_postgresql_over_verified_tls_and_refuses_a_server_it_cann
         .unwrap()
         .to_owned();
     let dir = tempfile::tempdir().unwrap();
-    let serve = |database: &str| {
-        Command::new(binaries::collector())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args(["--database", database])
-            .env_remove("LIFELINE_DATABASE")
-            .output()
-            .unwrap()
-    };
+    let serve = |database: &str| serve_once(&dir.path().join("data"), database);
 
     // The server takes TLS connections only: a plain one is turned away by the server.
     let out = serve(&format!("{url}?sslmode=disable"));
