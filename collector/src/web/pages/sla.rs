@@ -2,12 +2,13 @@
 //! both targets, and its escalation form (handed to the API's handler).
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Response;
 use axum::{Extension, Form};
 use lifeline_shared::v1::api::{TicketSummary, Tier};
 use lifeline_shared::v1::sla::{EscalateRequest, TargetStatus, TicketSla};
 use serde::Deserialize;
 
+use super::ticket::{back_to, ticket_number};
 use super::{Choice, label};
 use crate::http::{AppState, escalations};
 use crate::sla::{describe, human};
@@ -113,8 +114,7 @@ pub async fn escalate(
     path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
     body: Result<Form<EscalateForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, PageError> {
-    let Path(n) =
-        path.map_err(|_| PageError::bad_request("a ticket number is a positive whole number"))?;
+    let n = ticket_number(path)?;
     let EscalateForm { to_tier, reason } = form(body)?;
     let to_tier: Tier = to_tier.parse().map_err(PageError::bad_request)?;
     let (headers, body) = json_body(&EscalateRequest {
@@ -130,5 +130,5 @@ pub async fn escalate(
         body,
     )
     .await?;
-    Ok(Redirect::to(&format!("/tickets/{n}")).into_response())
+    Ok(back_to(n))
 }

@@ -179,7 +179,7 @@ struct SimilarView {
     actions: Vec<String>,
 }
 
-fn ticket_number(
+pub(super) fn ticket_number(
     path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
 ) -> Result<u64, PageError> {
     path.map(|Path(n)| n)
@@ -414,7 +414,7 @@ pub async fn page(
     Ok(render(StatusCode::OK, &page))
 }
 
-fn back_to(n: u64) -> Response {
+pub(super) fn back_to(n: u64) -> Response {
     Redirect::to(&format!("/tickets/{n}")).into_response()
 }
 
