@@ -310,12 +310,11 @@ macro_rules! knowledge_queries {
             }
             sqlx::query(
                 "INSERT INTO comments (ticket_number, author, body, public, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                 VALUES ($1, $2, $3, 0, $4)",
             )
             .bind(to_i64(number))
             .bind(author)
             .bind(format!("Resolution: {note}"))
-            .bind(false)
             .bind(millis(now))
             .execute(&mut *tx)
             .await?;

@@ -233,6 +233,10 @@ pub(super) fn machine_summary(row: &impl StoreRow) -> Result<MachineSummary, Sto
     })
 }
 
+/// An enrollment token's row, as [`check_token`] reads it (`$1`: the token's hash).
+pub(super) const SELECT_ENROLLMENT_TOKEN: &str =
+    "SELECT expires_at, max_uses, uses FROM enrollment_tokens WHERE token_hash = $1";
+
 /// Whether the enrollment token row (`expires_at, max_uses, uses`) may be used at `now`.
 pub(super) fn check_token(
     row: Option<&impl StoreRow>,

@@ -7,12 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lifeline_shared::findings::Severity;
+use lifeline_shared::findings::{Finding, Severity};
 use lifeline_shared::v1::api::{
     MachineStatus, Priority, Role, TicketFilter, TicketSort, TicketStatus, TicketSummary,
     TicketUpdate, Tier, Urgency,
 };
 use lifeline_shared::v1::audit::{self, ChainVerifier, UNREADABLE_PREFIX};
+use lifeline_shared::v1::integrations::{DeliveryKind, DeliveryState};
 use lifeline_shared::v1::snapshot::Snapshot;
 use lifeline_shared::v1::work::WorkState;
 use sqlx::Row;
@@ -29,7 +30,7 @@ use crate::testing::PgCluster;
 pub(super) struct Backend {
     store: Arc<dyn Store>,
     raw: Raw,
-    _keep: Keep,
+    keep: Keep,
 }
 
 enum Raw {
@@ -38,8 +39,8 @@ enum Raw {
 }
 
 enum Keep {
-    Dir(#[allow(dead_code)] tempfile::TempDir),
-    Cluster(#[allow(dead_code)] PgCluster),
+    Dir(tempfile::TempDir),
+    Cluster(PgCluster),
 }
 
 impl std::ops::Deref for Backend {
@@ -63,7 +64,7 @@ impl Backend {
         Backend {
             store: Arc::new(store),
             raw: Raw::Sqlite(raw),
-            _keep: Keep::Dir(dir),
+            keep: Keep::Dir(dir),
         }
     }
 
@@ -75,7 +76,7 @@ impl Backend {
         Backend {
             store: Arc::new(store),
             raw: Raw::Postgres(raw),
-            _keep: Keep::Cluster(cluster),
+            keep: Keep::Cluster(cluster),
         }
     }
 
@@ -86,6 +87,20 @@ impl Backend {
             Raw::Postgres(pool) => sqlx::raw_sql(postgres).execute(pool).await.map(drop),
         }
         .unwrap();
+    }
+
+    /// Another store on the same database, as the collector opens it at its next start.
+    async fn reopen(&self) -> Arc<dyn Store> {
+        match &self.keep {
+            Keep::Dir(dir) => Arc::new(
+                SqliteStore::open(&dir.path().join("db.sqlite"))
+                    .await
+                    .unwrap(),
+            ),
+            Keep::Cluster(cluster) => {
+                Arc::new(PostgresStore::open(&cluster.url("postgres")).await.unwrap())
+            }
+        }
     }
 
     /// One 64-bit integer read behind the store's back (the same SQL on both).
@@ -144,7 +159,15 @@ on_every_backend!(
     sorting_by_due_puts_the_soonest_first_and_paused_tickets_last,
     at_risk_tickets_escalate_one_tier_once_per_target,
     escalation_goes_up_only_and_not_for_finished_tickets,
-    a_new_policy_moves_running_due_times_and_keeps_met_ones,
+    a_new_policy_moves_running_due_times_andkeeps_met_ones,
+    a_similar_earlier_ticket_is_found_with_its_resolution_note,
+    knowledge_words_are_literal_text_not_like_patterns,
+    tickets_stored_before_fingerprints_get_them_once_at_the_next_start,
+    report_facts_cover_the_window_with_keys_and_the_latest_answer,
+    a_feedback_answer_is_taken_once_and_a_no_reopens_the_ticket,
+    users_have_an_email_address_until_revoked,
+    an_outbox_delivery_is_claimed_once_and_retried_after_its_back_off,
+    a_redelivered_delivery_starts_over_andkeeps_its_history,
 );
 
 fn at(secs: i64) -> OffsetDateTime {
@@ -1121,6 +1144,578 @@ async fn the_latest_snapshot_is_the_newest_of_tickets_and_inspections(store: &Ba
     assert!(detail.comments[0].body.contains("fresh snapshot attached"));
 }
 
+// Recurring problems, knowledge and reports (issue 9).
+
+fn finding(id: &str, severity: Severity, subject: Option<&str>) -> Finding {
+    Finding {
+        id: id.into(),
+        severity,
+        title: id.into(),
+        evidence: String::new(),
+        subject: subject.map(str::to_owned),
+        suggested_action: None,
+    }
+}
+
+/// A ticket from `m1` with `description` and `findings` (whose fingerprints it gets).
+fn ticket_with(key: &str, description: &str, findings: Vec<Finding>) -> TicketRecord {
+    TicketRecord {
+        description: description.into(),
+        findings,
+        snapshot_json: None,
+        ..ticket(key)
+    }
+}
+
+/// Resolves ticket `number` at `secs` with `note` as its resolution note (by "tina").
+async fn resolve_with_note(store: &dyn Store, number: u64, note: &str, secs: i64) {
+    resolve(store, number, secs).await;
+    assert!(
+        store
+            .set_resolution_note(number, "tina", note, at(secs))
+            .await
+            .unwrap()
+    );
+}
+
+async fn resolve(store: &dyn Store, number: u64, secs: i64) {
+    let update = TicketUpdate {
+        status: Some(TicketStatus::Resolved),
+        ..TicketUpdate::default()
+    };
+    store
+        .update_ticket(number, &update, "bob", at(secs))
+        .await
+        .unwrap()
+        .expect("the ticket exists");
+}
+
+async fn a_similar_earlier_ticket_is_found_with_its_resolution_note(store: &Backend) {
+    with_machine(&**store).await;
+    let token = TokenHash::of(&Secret::new("lle_x"));
+    store
+        .enroll(&token, &enrollment("m2", "fp2"), at(1_000))
+        .await
+        .unwrap();
+    let disk = || finding("disk.full", Severity::Critical, Some("/"));
+    let updates = || finding("software.updates_pending", Severity::Warning, None);
+    store
+        .record_ticket(
+            &ticket_with("k1", "Disk full", vec![disk(), updates()]),
+            at(1_100),
+        )
+        .await
+        .unwrap();
+    store
+        .record_ticket(&ticket_with("k2", "Printer jam", vec![]), at(1_200))
+        .await
+        .unwrap();
+    let theirs = TicketRecord {
+        machine_id: "m2".into(),
+        ..ticket_with("k3", "No space left", vec![disk()])
+    };
+    store.record_ticket(&theirs, at(1_300)).await.unwrap();
+    resolve_with_note(&**store, 1, "Removed old ISOs from C:", 1_400).await;
+
+    let detail = store.ticket(1, at(2_000)).await.unwrap().unwrap();
+    assert_eq!(
+        detail.fingerprints,
+        ["disk.full:/", "software.updates_pending"]
+    );
+    assert_eq!(
+        detail.resolution_note.as_deref(),
+        Some("Removed old ISOs from C:")
+    );
+    let last = detail.comments.last().unwrap();
+    assert_eq!(
+        (last.author.as_str(), last.public),
+        ("tina", false),
+        "the note is an internal comment"
+    );
+
+    let answer = store
+        .similar_tickets(3, 10, at(2_000))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.keys, ["disk.full:/"]);
+    assert_eq!(
+        answer.similar.len(),
+        1,
+        "only earlier tickets, only shared keys"
+    );
+    let similar = &answer.similar[0];
+    assert_eq!(similar.summary.number, 1);
+    assert_eq!(similar.summary.status, TicketStatus::Resolved);
+    assert_eq!(similar.resolved_at, Some(at(1_400)));
+    assert_eq!(
+        similar.resolution_note.as_deref(),
+        Some("Removed old ISOs from C:")
+    );
+    assert_eq!(similar.shared_keys, ["disk.full:/"]);
+    assert!(
+        store
+            .similar_tickets(1, 10, at(2_000))
+            .await
+            .unwrap()
+            .unwrap()
+            .similar
+            .is_empty(),
+        "nothing came before #1"
+    );
+    assert!(
+        store
+            .similar_tickets(9, 10, at(2_000))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !store
+            .set_resolution_note(9, "tina", "x", at(2_000))
+            .await
+            .unwrap()
+    );
+
+    let recurring = store
+        .recurring_problems(at(1_000), at(2_000), 10)
+        .await
+        .unwrap();
+    let keys: Vec<&str> = recurring.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["disk.full:/", "software.updates_pending"]);
+    let disk = &recurring[0];
+    assert_eq!((disk.tickets, disk.machines, disk.open), (2, 2, 1));
+    assert_eq!((disk.first_seen, disk.last_seen), (at(1_100), at(1_300)));
+    assert_eq!(
+        disk.example,
+        Some((1, "Removed old ISOs from C:".to_owned()))
+    );
+    assert!(
+        store
+            .recurring_problems(at(1_150), at(1_250), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the window counts tickets by when they came"
+    );
+}
+
+async fn knowledge_words_are_literal_text_not_like_patterns(store: &Backend) {
+    with_machine(&**store).await;
+    for key in ["k1", "k2", "k3"] {
+        store
+            .record_ticket(&ticket_with(key, "Disk trouble", vec![]), at(1_100))
+            .await
+            .unwrap();
+    }
+    resolve_with_note(&**store, 1, "Disk was 100% full; removed old ISOs", 1_200).await;
+    resolve_with_note(&**store, 2, "Replaced the cable", 1_300).await;
+    // #3 stays open: never a candidate.
+    let numbers =
+        |c: Vec<crate::knowledge::Candidate>| c.iter().map(|c| c.number).collect::<Vec<_>>();
+    let words = |w: &[&str]| w.iter().map(|w| (*w).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        numbers(store.knowledge_candidates(&words(&["disk"])).await.unwrap()),
+        [2, 1],
+        "newest resolution first; the description matches for #2"
+    );
+    assert_eq!(
+        numbers(store.knowledge_candidates(&words(&["%"])).await.unwrap()),
+        [1]
+    );
+    assert_eq!(
+        numbers(store.knowledge_candidates(&words(&["_"])).await.unwrap()),
+        [] as [u64; 0]
+    );
+    let found = store
+        .knowledge_candidates(&words(&["100%", "isos", "disk"]))
+        .await
+        .unwrap();
+    assert_eq!(numbers(found.clone()), [1]);
+    assert_eq!(
+        found[0].resolution_note,
+        "Disk was 100% full; removed old ISOs"
+    );
+    assert_eq!(found[0].hostname, "ws-1");
+}
+
+/// Ticket #1's fingerprint keys.
+async fn fingerprints(store: &dyn Store) -> Vec<String> {
+    store
+        .ticket(1, at(100_000))
+        .await
+        .unwrap()
+        .unwrap()
+        .fingerprints
+}
+
+async fn tickets_stored_before_fingerprints_get_them_once_at_the_next_start(b: &Backend) {
+    with_machine(&**b).await;
+    let findings = vec![
+        finding("disk.full", Severity::Critical, Some("/")),
+        finding("software.updates_pending", Severity::Info, None),
+    ];
+    b.record_ticket(&ticket_with("k1", "full", findings), at(1_100))
+        .await
+        .unwrap();
+    assert_eq!(
+        fingerprints(&**b).await,
+        ["disk.full:/"],
+        "warnings and worse only"
+    );
+    // What a database from before the migration looks like after it.
+    b.execute(
+        "DELETE FROM ticket_fingerprints; \
+         INSERT INTO fingerprint_backfill (ticket_number) VALUES (1)",
+        "DELETE FROM ticket_fingerprints; \
+         INSERT INTO fingerprint_backfill (ticket_number) VALUES (1)",
+    )
+    .await;
+    assert!(fingerprints(&**b).await.is_empty());
+
+    let reopened = b.reopen().await;
+    assert_eq!(fingerprints(reopened.as_ref()).await, ["disk.full:/"]);
+    assert_eq!(
+        b.scalar("SELECT COUNT(*) FROM fingerprint_backfill").await,
+        0
+    );
+    let again = b.reopen().await;
+    assert_eq!(fingerprints(again.as_ref()).await, ["disk.full:/"]);
+    assert_eq!(
+        b.scalar("SELECT COUNT(*) FROM ticket_fingerprints").await,
+        1,
+        "once"
+    );
+}
+
+async fn report_facts_cover_the_window_with_keys_and_the_latest_answer(store: &Backend) {
+    with_machine(&**store).await;
+    let disk = || finding("disk.full", Severity::Critical, Some("/"));
+    store
+        .record_ticket(&ticket_with("k1", "Disk full", vec![disk()]), at(1_100))
+        .await
+        .unwrap();
+    store
+        .record_ticket(&ticket_with("k2", "Printer jam", vec![]), at(1_200))
+        .await
+        .unwrap();
+    store
+        .record_ticket(&ticket_with("k3", "Later", vec![]), at(5_000))
+        .await
+        .unwrap();
+    resolve(&**store, 1, 1_300).await;
+    answer(&**store, "m1", 1, false, 1_400).await.unwrap();
+    resolve(&**store, 1, 1_500).await;
+    answer(&**store, "m1", 1, true, 1_600).await.unwrap();
+    resolve(&**store, 2, 1_700).await;
+
+    let facts = store.report_facts(at(1_000), at(2_000)).await.unwrap();
+    let tickets: Vec<(u64, Option<bool>)> =
+        facts.tickets.iter().map(|t| (t.number, t.fixed)).collect();
+    assert_eq!(
+        tickets,
+        [(1, Some(true)), (2, None)],
+        "the newest answer counts; #3 came after the window"
+    );
+    let first = &facts.tickets[0];
+    assert_eq!(first.machine_id, "m1");
+    assert_eq!(first.keys, ["disk.full:/"]);
+    assert_eq!(first.created_at, at(1_100));
+    assert_eq!(first.resolved_at, Some(at(1_500)));
+    assert!(facts.tickets[1].keys.is_empty());
+    assert!(facts.runs.is_empty());
+    // A ticket resolved before the window is not in it.
+    let later = store.report_facts(at(1_800), at(6_000)).await.unwrap();
+    let numbers: Vec<u64> = later.tickets.iter().map(|t| t.number).collect();
+    assert_eq!(numbers, [3]);
+}
+
+// Satisfaction, webhooks and e-mail (issue 9).
+
+/// The end user of `machine` answers "Did this fix it?" for ticket `number` at `secs`.
+async fn answer(
+    store: &dyn Store,
+    machine: &str,
+    number: u64,
+    fixed: bool,
+    secs: i64,
+) -> Result<FeedbackOutcome, FeedbackRefusal> {
+    let note = if fixed { "Fixed" } else { "Not fixed" };
+    store
+        .record_feedback(machine, number, fixed, None, note, at(secs))
+        .await
+        .unwrap()
+}
+
+/// Whether `m1`'s end user is asked about each of its tickets, newest first.
+async fn feedback_wanted(store: &dyn Store) -> Vec<(u64, bool)> {
+    let tickets = store.machine_tickets("m1", 10).await.unwrap();
+    tickets
+        .iter()
+        .map(|t| (t.number, t.feedback_wanted))
+        .collect()
+}
+
+async fn a_feedback_answer_is_taken_once_and_a_no_reopens_the_ticket(store: &Backend) {
+    const KEPT: Result<FeedbackOutcome, FeedbackRefusal> = Ok(FeedbackOutcome {
+        status: TicketStatus::Resolved,
+        reopened: false,
+    });
+    const REOPENED: Result<FeedbackOutcome, FeedbackRefusal> = Ok(FeedbackOutcome {
+        status: TicketStatus::Open,
+        reopened: true,
+    });
+    let store = &**store;
+    with_machine(store).await;
+    let token = TokenHash::of(&Secret::new("lle_x"));
+    store
+        .enroll(&token, &enrollment("m2", "fp2"), at(1_000))
+        .await
+        .unwrap();
+    store.record_ticket(&ticket("k1"), at(1_100)).await.unwrap();
+    store.record_ticket(&ticket("k2"), at(1_200)).await.unwrap();
+
+    assert_eq!(
+        answer(store, "m1", 1, true, 1_300).await,
+        Err(FeedbackRefusal::NotResolved(TicketStatus::New))
+    );
+    resolve(store, 1, 1_400).await;
+    resolve(store, 2, 1_400).await;
+    assert_eq!(feedback_wanted(store).await, [(2, true), (1, true)]);
+    assert_eq!(
+        answer(store, "m2", 1, true, 1_500).await,
+        Err(FeedbackRefusal::NoSuchTicket),
+        "another machine's ticket"
+    );
+    assert_eq!(
+        answer(store, "m1", 9, true, 1_500).await,
+        Err(FeedbackRefusal::NoSuchTicket)
+    );
+
+    // Yes: the ticket stays resolved; a second answer is refused.
+    assert_eq!(
+        store
+            .record_feedback("m1", 1, true, Some("thanks"), "Fixed", at(1_500))
+            .await
+            .unwrap(),
+        KEPT
+    );
+    assert_eq!(
+        answer(store, "m1", 1, false, 1_600).await,
+        Err(FeedbackRefusal::AlreadyAnswered)
+    );
+    let detail = store.ticket(1, at(2_000)).await.unwrap().unwrap();
+    assert_eq!(detail.summary.status, TicketStatus::Resolved);
+    assert_eq!(detail.feedback.len(), 1);
+    assert!(detail.feedback[0].fixed);
+    assert_eq!(detail.feedback[0].comment.as_deref(), Some("thanks"));
+    assert_eq!(detail.feedback[0].resolved_at, at(1_400));
+    assert_eq!(detail.feedback[0].created_at, at(1_500));
+    assert_eq!(detail.comments.last().unwrap().body, "Fixed");
+
+    // No: the ticket is open again, and answerable again once resolved again.
+    assert_eq!(answer(store, "m1", 2, false, 1_500).await, REOPENED);
+    let detail = store.ticket(2, at(2_000)).await.unwrap().unwrap();
+    assert_eq!(detail.summary.status, TicketStatus::Open);
+    assert_eq!(detail.resolved_at, None);
+    assert_eq!(detail.comments.last().unwrap().body, "Not fixed");
+    assert_eq!(feedback_wanted(store).await, [(2, false), (1, false)]);
+    assert_eq!(
+        answer(store, "m1", 2, true, 1_600).await,
+        Err(FeedbackRefusal::NotResolved(TicketStatus::Open))
+    );
+    resolve(store, 2, 1_700).await;
+    assert_eq!(feedback_wanted(store).await, [(2, true), (1, false)]);
+    assert_eq!(answer(store, "m1", 2, true, 1_800).await, KEPT);
+    let answers: Vec<(bool, OffsetDateTime)> = store
+        .ticket(2, at(2_000))
+        .await
+        .unwrap()
+        .unwrap()
+        .feedback
+        .iter()
+        .map(|f| (f.fixed, f.resolved_at))
+        .collect();
+    assert_eq!(answers, [(false, at(1_400)), (true, at(1_700))]);
+}
+
+async fn users_have_an_email_address_until_revoked(store: &Backend) {
+    let token = TokenHash::of(&Secret::new("llt_a"));
+    store
+        .add_user("alice", Role::Technician, &token, at(1))
+        .await
+        .unwrap();
+    assert_eq!(store.user_email("alice").await.unwrap(), None);
+    assert!(
+        store
+            .set_user_email("alice", Some("alice@example.org"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.user_email("alice").await.unwrap().as_deref(),
+        Some("alice@example.org")
+    );
+    assert!(!store.set_user_email("nobody", Some("x@y.z")).await.unwrap());
+    assert!(store.revoke_user("alice", at(2)).await.unwrap());
+    assert_eq!(store.user_email("alice").await.unwrap(), None);
+}
+
+fn delivery(delivery_id: &str, ticket: Option<u64>) -> NewDelivery {
+    NewDelivery {
+        delivery_id: delivery_id.into(),
+        kind: DeliveryKind::Webhook,
+        target: "chat".into(),
+        event: "ticket.created".into(),
+        ticket,
+        payload: format!("{{\"delivery\":\"{delivery_id}\"}}"),
+    }
+}
+
+fn attempt_at(secs: i64, error: Option<&str>) -> AttemptRecord {
+    AttemptRecord {
+        at: at(secs),
+        status: Some(if error.is_some() { 503 } else { 200 }),
+        error: error.map(str::to_owned),
+        duration_ms: 12,
+    }
+}
+
+/// What the deliverer claims at `secs`, for the next 300 s.
+async fn claim(store: &dyn Store, secs: i64) -> Vec<DueDelivery> {
+    store
+        .claim_due_deliveries(at(secs), at(secs + 300), 10)
+        .await
+        .unwrap()
+}
+
+fn delivery_ids(due: &[DueDelivery]) -> Vec<&str> {
+    due.iter().map(|d| d.delivery_id.as_str()).collect()
+}
+
+async fn an_outbox_delivery_is_claimed_once_and_retried_after_its_back_off(store: &Backend) {
+    with_machine(&**store).await;
+    store.record_ticket(&ticket("k1"), at(90)).await.unwrap();
+    store
+        .queue_deliveries(&[delivery("d1", Some(1)), delivery("d2", None)], at(100))
+        .await
+        .unwrap();
+    assert!(
+        claim(&**store, 99).await.is_empty(),
+        "not due before it was queued"
+    );
+    let claimed = claim(&**store, 100).await;
+    assert_eq!(delivery_ids(&claimed), ["d1", "d2"]);
+    assert_eq!(claimed[0].ticket, Some(1));
+    assert_eq!(claimed[0].kind, DeliveryKind::Webhook);
+    assert_eq!(claimed[0].target, "chat");
+    assert_eq!(claimed[0].payload, "{\"delivery\":\"d1\"}");
+    assert_eq!(claimed[0].attempts, 0);
+    assert!(
+        claim(&**store, 100).await.is_empty(),
+        "a claimed delivery is not claimed again"
+    );
+    let (d1, d2) = (claimed[0].id, claimed[1].id);
+
+    store
+        .finish_delivery_attempt(d1, &attempt_at(101, None), AttemptOutcome::Delivered)
+        .await
+        .unwrap();
+    store
+        .finish_delivery_attempt(
+            d2,
+            &attempt_at(101, Some("503 Service Unavailable")),
+            AttemptOutcome::RetryAt(at(111)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        claim(&**store, 110).await.is_empty(),
+        "not before its back-off"
+    );
+    let retried = claim(&**store, 111).await;
+    assert_eq!(delivery_ids(&retried), ["d2"]);
+    assert_eq!(retried[0].attempts, 1);
+
+    // A claim that is never finished (its collector died) runs out with its lease.
+    assert!(claim(&**store, 410).await.is_empty());
+    let again = claim(&**store, 411).await;
+    assert_eq!(delivery_ids(&again), ["d2"]);
+    assert_eq!(again[0].attempts, 1);
+    store
+        .finish_delivery_attempt(
+            d2,
+            &attempt_at(412, Some("timed out")),
+            AttemptOutcome::GaveUp,
+        )
+        .await
+        .unwrap();
+    assert!(
+        claim(&**store, 100_000).await.is_empty(),
+        "a failed delivery is not tried again"
+    );
+
+    let all = store.deliveries(false, 10).await.unwrap();
+    let listed: Vec<(&str, DeliveryState, u32)> = all
+        .iter()
+        .map(|d| (d.delivery_id.as_str(), d.state, d.attempts))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("d2", DeliveryState::Failed, 2),
+            ("d1", DeliveryState::Delivered, 1)
+        ],
+        "newest first"
+    );
+    assert_eq!(all[0].next_attempt_at, None);
+    assert_eq!(all[0].created_at, at(100));
+    let history: Vec<(OffsetDateTime, Option<&str>)> = all[0]
+        .history
+        .iter()
+        .map(|a| (a.at, a.error.as_deref()))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (at(101), Some("503 Service Unavailable")),
+            (at(412), Some("timed out"))
+        ]
+    );
+    assert_eq!(all[0].history[0].status, Some(503));
+    assert_eq!(all[0].history[0].duration_ms, 12);
+    assert_eq!(all[1].history.len(), 1);
+    let failed = store.deliveries(true, 10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].id, d2);
+}
+
+async fn a_redelivered_delivery_starts_over_andkeeps_its_history(store: &Backend) {
+    store
+        .queue_deliveries(&[delivery("d1", None)], at(100))
+        .await
+        .unwrap();
+    let id = claim(&**store, 100).await[0].id;
+    store
+        .finish_delivery_attempt(
+            id,
+            &attempt_at(101, Some("refused")),
+            AttemptOutcome::GaveUp,
+        )
+        .await
+        .unwrap();
+    assert!(store.redeliver(id + 1, at(200)).await.unwrap().is_none());
+    let again = store.redeliver(id, at(200)).await.unwrap().unwrap();
+    assert_eq!(again.state, DeliveryState::Pending);
+    assert_eq!(again.attempts, 0);
+    assert_eq!(again.next_attempt_at, Some(at(200)));
+    assert_eq!(again.history.len(), 1, "the failed attempt stays on record");
+    assert!(store.deliveries(true, 10).await.unwrap().is_empty());
+    let claimed = claim(&**store, 200).await;
+    assert_eq!(delivery_ids(&claimed), ["d1"]);
+    assert_eq!(claimed[0].attempts, 0);
+}
+
 // Several collectors on one PostgreSQL database: what only the PostgreSQL store promises.
 
 /// A cluster and `n` stores on its `postgres` database, as `n` collector processes would be.
@@ -1207,6 +1802,33 @@ async fn work_polled_from_two_collectors_is_delivered_exactly_once() {
     assert_eq!(delivered, queued, "every piece of work delivered once");
     assert!(stores[0].take_work("m1", at(3)).await.unwrap().is_empty());
     assert!(stores[1].take_work("m1", at(3)).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_another_collector_is_claiming_is_skipped_not_sent_twice() {
+    let b = Backend::postgres().await;
+    let Raw::Postgres(raw) = &b.raw else {
+        unreachable!("a PostgreSQL backend")
+    };
+    b.queue_deliveries(&[delivery("d1", None), delivery("d2", None)], at(100))
+        .await
+        .unwrap();
+    // Another collector is claiming d1 and has not committed yet.
+    let mut other = raw.begin().await.unwrap();
+    sqlx::query("UPDATE outbox SET next_attempt_at = $1 WHERE delivery_id = 'd1'")
+        .bind(400_000_i64)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    let claimed = tokio::time::timeout(Duration::from_secs(10), claim(&*b, 100))
+        .await
+        .expect("a claim does not wait for another collector's");
+    assert_eq!(delivery_ids(&claimed), ["d2"]);
+    other.commit().await.unwrap();
+    assert!(
+        claim(&*b, 100).await.is_empty(),
+        "d1 is the other collector's to send"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1456,7 +2078,7 @@ async fn escalation_goes_up_only_and_not_for_finished_tickets(store: &Backend) {
     );
 }
 
-async fn a_new_policy_moves_running_due_times_and_keeps_met_ones(store: &Backend) {
+async fn a_new_policy_moves_running_due_times_andkeeps_met_ones(store: &Backend) {
     with_machine(&**store).await;
     store
         .record_ticket(&ticket("k1"), at(10_000))
