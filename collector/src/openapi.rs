@@ -144,7 +144,13 @@ const WAIT: &[(&str, Kind, &str)] = &[(
 pub fn operations() -> Vec<Operation> {
     use Body::{Json as J, None as N, Text};
     vec![
-        op("GET", paths::HEALTHZ, "Liveness", N, J(one::<Health>)),
+        op(
+            "GET",
+            paths::HEALTHZ,
+            "Health: 200 when the database answers, else 503",
+            N,
+            J(one::<Health>),
+        ),
         op("GET", paths::METRICS, "Prometheus metrics", N, Text),
         op(
             "POST",

@@ -114,6 +114,28 @@ impl PgCluster {
         self.tls_root_cert.as_deref()
     }
 
+    /// Stops the server (as an outage would), keeping its data for [`PgCluster::start_again`].
+    pub fn stop(&self) -> Result<(), String> {
+        let data = self.data_dir();
+        let out = self.run(
+            "pg_ctl",
+            &[
+                "stop".as_ref(),
+                "-m".as_ref(),
+                "fast".as_ref(),
+                "-w".as_ref(),
+                "-D".as_ref(),
+                data.as_os_str(),
+            ],
+        )?;
+        check("pg_ctl stop", &out)
+    }
+
+    /// Starts the stopped server again on the same port.
+    pub fn start_again(&self) -> Result<(), String> {
+        self.pg_ctl_start()
+    }
+
     /// The server's port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port

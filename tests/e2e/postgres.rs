@@ -3,9 +3,11 @@
 //! database URLs refused with the flag named and the password never shown.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use lifeline_collector::bootstrap::DATABASE_FILE;
 use lifeline_collector::testing::PgCluster;
+use lifeline_shared::v1::api::paths;
 
 use crate::binaries;
 use crate::harness::{TestAgent, TestCollector, assert_success};
@@ -188,4 +190,47 @@ fn a_collector_reaches_postgresql_over_verified_tls_and_refuses_a_server_it_cann
     assert_eq!(stdout(&out).trim(), "#1");
     let ticket = collector.cli_json(&["tickets", "show", "1"]);
     assert_eq!(ticket["description"], "VPN drops every hour");
+}
+
+#[test]
+fn healthz_says_unavailable_while_the_database_is_down_and_ok_once_it_is_back() {
+    let (cluster, url) = cluster_with_database();
+    let collector = TestCollector::spawn_with(&["--database", &url]);
+    let http = collector.http();
+    let health = http.get(paths::HEALTHZ, None);
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert_eq!(health.body.trim(), r#"{"status":"ok"}"#);
+
+    // The pool keeps trying to reconnect; the check gives up after its two seconds.
+    cluster.stop().unwrap();
+    let health = http.get(paths::HEALTHZ, None);
+    assert_eq!(health.status, 503, "{}", health.body);
+    assert_eq!(
+        health.body.trim(),
+        r#"{"status":"unavailable","reason":"the database did not answer in time"}"#
+    );
+
+    cluster.start_again().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = http.get(paths::HEALTHZ, None);
+        if health.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} after the database came back: {}",
+            health.status,
+            health.body
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // And it serves again: the technician's CLI reads the database.
+    collector.cli_ok(&["tickets", "list"]);
+    assert!(
+        collector
+            .log()
+            .contains("health check: the database did not answer in time"),
+        "the outage is logged"
+    );
 }

@@ -411,6 +411,9 @@ pub enum AttemptOutcome {
 
 /// The storage interface of the collector.
 pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Whether the database answers a trivial query now (for `/healthz`).
+    fn ping(&self) -> StoreFuture<'_, ()>;
+
     /// Whether any admin exists (false on a fresh database).
     fn has_admin(&self) -> StoreFuture<'_, bool>;
     fn add_user<'a>(

@@ -9,6 +9,13 @@
 
 macro_rules! sql_methods {
     ($db:ty, $pool:ty, $conn:ty, $row:ty) => {
+            fn ping(&self) -> StoreFuture<'_, ()> {
+                Box::pin(async move {
+                    sqlx::query("SELECT 1").execute(&self.pool).await?;
+                    Ok(())
+                })
+            }
+
             fn has_admin(&self) -> StoreFuture<'_, bool> {
                 Box::pin(async move {
                     let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE role = 'admin'")

@@ -81,11 +81,15 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-/// Body of `GET /healthz`.
+/// Body of `GET /healthz`: `{"status": "ok"}` (200) when this collector can serve, or
+/// `{"status": "unavailable", "reason": "..."}` (503) when it cannot, so a load balancer sends
+/// agents elsewhere. The reason names what failed, never a secret or an address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A value outside a closed set of names.
