@@ -23,6 +23,12 @@ use std::process::{Command, Output};
 const DEBIAN_PG_ROOT: &str = "/usr/lib/postgresql";
 /// How long `pg_ctl start -w` may wait for the server to accept connections.
 const START_TIMEOUT_SECS: &str = "60";
+/// How each cluster's directory name starts.
+const DIR_PREFIX: &str = "lifeline-pg";
+/// In each cluster's directory: the process id of the test process that started it.
+const OWNER_FILE: &str = "owner.pid";
+/// How long a sweep waits for an abandoned server to exit.
+const SWEEP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Attempts at starting on a fresh free port (another process may take the port in between).
 const START_ATTEMPTS: usize = 3;
 
@@ -57,14 +63,19 @@ impl PgCluster {
         let as_postgres = rustix::process::geteuid().is_root();
         // Under root the server runs as `postgres`, who must reach the directory: /tmp is
         // open to everyone, a root-only TMPDIR may not be.
-        let dir = if as_postgres {
-            tempfile::Builder::new()
-                .prefix("lifeline-pg")
-                .tempdir_in("/tmp")
+        let parent = if as_postgres {
+            PathBuf::from("/tmp")
         } else {
-            tempfile::Builder::new().prefix("lifeline-pg").tempdir()
-        }
-        .map_err(|e| format!("cannot create a directory for PostgreSQL: {e}"))?;
+            std::env::temp_dir()
+        };
+        sweep_abandoned(&parent);
+        let dir = tempfile::Builder::new()
+            .prefix(DIR_PREFIX)
+            .tempdir_in(&parent)
+            .map_err(|e| format!("cannot create a directory for PostgreSQL: {e}"))?;
+        let owner = dir.path().join(OWNER_FILE);
+        std::fs::write(&owner, std::process::id().to_string())
+            .map_err(|e| format!("cannot write {}: {e}", owner.display()))?;
         if as_postgres {
             let (uid, gid) = postgres_user()?;
             rustix::fs::chown(dir.path(), Some(uid), Some(gid))
@@ -306,6 +317,66 @@ impl Drop for PgCluster {
     }
 }
 
+/// Stops and removes the clusters in `parent` whose test process is gone without having dropped
+/// them (killed by a timeout or SIGKILL), so abandoned servers do not pile up on a developer's
+/// machine. A directory without an owner file, or whose owner still runs, is left alone.
+fn sweep_abandoned(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let is_cluster = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(DIR_PREFIX));
+        let dir = entry.path();
+        if !is_cluster {
+            continue;
+        }
+        let Some(owner) = read_pid(&dir.join(OWNER_FILE)) else {
+            continue;
+        };
+        if is_running(owner) {
+            continue;
+        }
+        // The postmaster's pid is the first line of postmaster.pid while it runs.
+        if let Some(server) = read_pid(&dir.join("data").join("postmaster.pid"))
+            && std::fs::read_to_string(format!("/proc/{server}/comm"))
+                .is_ok_and(|comm| comm.trim() == "postgres")
+            && let Some(pid) = rustix::process::Pid::from_raw(server)
+        {
+            // SIGQUIT: immediate shutdown, as `pg_ctl stop -m immediate` sends.
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::QUIT);
+            let deadline = std::time::Instant::now() + SWEEP_WAIT;
+            while is_running(server) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// The process id on the first line of `path`.
+fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Whether process `pid` exists and has not exited (a zombie nobody reaped has).
+fn is_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // pid (comm) STATE ...: the command may hold spaces and parentheses.
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
+}
+
 fn check(what: &str, out: &Output) -> Result<(), String> {
     if out.status.success() {
         return Ok(());
@@ -393,6 +464,29 @@ fn free_port() -> Result<u16, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_whose_test_process_died_is_stopped_and_removed_by_the_next_start() {
+        let cluster = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+        let dir = cluster.dir.path().to_owned();
+        let server = read_pid(&dir.join("data").join("postmaster.pid")).unwrap();
+        assert!(is_running(server));
+        // A process that has exited stands in for a test process killed by a timeout, which
+        // never dropped its cluster.
+        let mut gone = Command::new("true").spawn().unwrap();
+        let dead = gone.id();
+        gone.wait().unwrap();
+        std::fs::write(dir.join(OWNER_FILE), dead.to_string()).unwrap();
+        std::mem::forget(cluster);
+
+        // Another cluster in the same place, whose owner (this process) runs, is left alone.
+        let alive = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+        sweep_abandoned(dir.parent().unwrap());
+        assert!(!is_running(server), "the abandoned server was stopped");
+        assert!(!dir.exists(), "its directory was removed");
+        assert!(alive.dir.path().exists());
+        alive.create_database("still_here").unwrap();
+    }
 
     #[test]
     fn binaries_come_from_the_highest_version_and_their_absence_says_what_to_install() {
