@@ -200,17 +200,7 @@ fn unknown_revoked_and_used_up_tokens_are_refused() {
     let created = collector.cli_json(&["enrollment-tokens", "create", "--max-uses", "1"]);
     let once = created["token"].as_str().unwrap().to_owned();
     let ca = collector.ca_path();
-    let enroll = |agent: &TestAgent, token: &str| {
-        agent.run(&[
-            "enroll",
-            "--server",
-            &collector.url,
-            "--token",
-            token,
-            "--ca",
-            ca.to_str().unwrap(),
-        ])
-    };
+    let enroll = |agent: &TestAgent, token: &str| agent.enroll(&collector, token, &ca);
     let first = TestAgent::unenrolled();
     assert_success(&enroll(&first, &once), "first use of a one-use token");
     let second = TestAgent::unenrolled();
@@ -253,15 +243,7 @@ fn agent_pinned_to_another_ca_refuses_the_collector_in_one_line() {
     let collector = TestCollector::spawn();
     let other = TestCollector::spawn();
     let agent = TestAgent::unenrolled();
-    let out = agent.run(&[
-        "enroll",
-        "--server",
-        &collector.url,
-        "--token",
-        &collector.enrollment_token,
-        "--ca",
-        other.ca_path().to_str().unwrap(),
-    ]);
+    let out = agent.enroll(&collector, &collector.enrollment_token, &other.ca_path());
     assert!(!out.status.success());
     let message = stderr(&out);
     assert!(message.contains("not signed by the pinned CA"), "{message}");

@@ -23,15 +23,11 @@ fn settings_come_from_the_config_file_and_flags_win() {
     let names = std::fs::read_to_string(collector.data_dir().join("server.names")).unwrap();
     assert!(names.contains("helpdesk.example.test"), "{names}");
 
-    let out = TestAgent::unenrolled().run(&[
-        "enroll",
-        "--server",
-        &collector.url,
-        "--token",
+    let out = TestAgent::unenrolled().enroll(
+        &collector,
         &collector.enrollment_token,
-        "--ca",
-        collector.ca_path().to_str().unwrap(),
-    ]);
+        &collector.ca_path(),
+    );
     assert!(out.status.success(), "{out:?}");
     let machines = collector.cli_json(&["machines", "list"]);
     assert_eq!(

@@ -204,15 +204,11 @@ fn reenrolling_keeps_the_machine_id_and_retires_the_old_certificate() {
     let old_http = agent.http(&collector);
     assert_eq!(old_http.get("/api/v1/agent/machine", None).status, 200);
 
-    let out = agent.run(&[
-        "enroll",
-        "--server",
-        &collector.url,
-        "--token",
+    let out = agent.enroll(
+        &collector,
         &collector.enrollment_token,
-        "--ca",
-        collector.ca_path().to_str().unwrap(),
-    ]);
+        &collector.ca_path(),
+    );
     assert_success(&out, "re-enroll");
     assert!(stdout(&out).contains(&agent.machine_id), "{}", stdout(&out));
     assert_eq!(
@@ -261,15 +257,11 @@ fn revoked_machine_is_refused_with_a_clear_message() {
     );
 
     // Re-enrolling with the revoked certificate does not bring the machine back.
-    let again = agent.run(&[
-        "enroll",
-        "--server",
-        &collector.url,
-        "--token",
+    let again = agent.enroll(
+        &collector,
         &collector.enrollment_token,
-        "--ca",
-        collector.ca_path().to_str().unwrap(),
-    ]);
+        &collector.ca_path(),
+    );
     assert!(!again.status.success());
     assert!(stderr(&again).contains("revoked"), "{}", stderr(&again));
 }
@@ -384,15 +376,11 @@ fn agent_renews_a_certificate_close_to_expiry_and_keeps_its_machine_id() {
 fn an_admin_approves_a_pending_machine_in_the_console() {
     let collector = TestCollector::spawn_with(&["--enrollment", "approve"]);
     let agent = TestAgent::unenrolled();
-    let out = agent.run(&[
-        "enroll",
-        "--server",
-        &collector.url,
-        "--token",
+    let out = agent.enroll(
+        &collector,
         &collector.enrollment_token,
-        "--ca",
-        collector.ca_path().to_str().unwrap(),
-    ]);
+        &collector.ca_path(),
+    );
     assert_success(&out, "enroll under approval");
     let machine = &collector.cli_json(&["machines", "list"])[0];
     assert_eq!(machine["status"], "pending");
@@ -433,15 +421,11 @@ fn an_admin_approves_a_pending_machine_in_the_console() {
 fn approval_mode_holds_new_machines_until_an_admin_approves() {
     let collector = TestCollector::spawn_with(&["--enrollment", "approve"]);
     let agent = TestAgent::unenrolled();
-    let out = agent.run(&[
-        "enroll",
-        "--server",
-        &collector.url,
-        "--token",
+    let out = agent.enroll(
+        &collector,
         &collector.enrollment_token,
-        "--ca",
-        collector.ca_path().to_str().unwrap(),
-    ]);
+        &collector.ca_path(),
+    );
     assert_success(&out, "enroll under approval");
     assert!(stdout(&out).contains("must approve"), "{}", stdout(&out));
     let machines = collector.cli_json(&["machines", "list"]);

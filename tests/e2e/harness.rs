@@ -281,18 +281,12 @@ impl TestAgent {
             dir,
             machine_id: String::new(),
         };
-        let ca = collector.ca_path();
-        let mut args = vec![
-            "enroll",
-            "--server",
-            &collector.url,
-            "--token",
+        let out = agent.enroll_with(
+            collector,
             &collector.enrollment_token,
-            "--ca",
-            ca.to_str().expect("utf-8 path"),
-        ];
-        args.extend_from_slice(extra);
-        let out = agent.run(&args);
+            &collector.ca_path(),
+            extra,
+        );
         assert_success(&out, "lifeline-agent enroll");
         let printed = String::from_utf8_lossy(&out.stdout).into_owned();
         let config: serde_json::Value =
@@ -314,6 +308,33 @@ impl TestAgent {
             dir: tempfile::tempdir().expect("agent dir"),
             machine_id: String::new(),
         }
+    }
+
+    /// Runs `lifeline-agent enroll` against `collector` with `token`, pinning the CA file
+    /// `ca`; the output, whether it worked or not.
+    pub fn enroll(&self, collector: &TestCollector, token: &str, ca: &Path) -> Output {
+        self.enroll_with(collector, token, ca, &[])
+    }
+
+    /// [`TestAgent::enroll`] with extra `enroll` flags.
+    pub fn enroll_with(
+        &self,
+        collector: &TestCollector,
+        token: &str,
+        ca: &Path,
+        extra: &[&str],
+    ) -> Output {
+        let mut args = vec![
+            "enroll",
+            "--server",
+            &collector.url,
+            "--token",
+            token,
+            "--ca",
+            ca.to_str().expect("utf-8 path"),
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
     }
 
     pub fn dir(&self) -> &Path {
