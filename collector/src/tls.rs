@@ -1,12 +1,16 @@
 //! The server's rustls configuration: TLS 1.3 (1.2 only when asked), our CA for client
 //! certificates (optional, so technicians and enrolling agents connect without one), h2 + HTTP/1.1.
+//! And the client side of the collector's outgoing HTTPS (the CLI, webhooks): ureq on the same
+//! rustls + aws-lc-rs.
 
 use std::sync::Arc;
 
 use rustls::RootCertStore;
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -16,6 +20,24 @@ pub enum TlsError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
     #[error("server certificate or key is not usable: {0}")]
     Config(#[source] rustls::Error),
+}
+
+/// The certificates in PEM text, as ureq takes them (blocks that are not certificates are
+/// skipped; the caller decides whether none is an error).
+pub fn ureq_certificates(pem: &[u8]) -> Vec<Certificate<'static>> {
+    CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .map(|der| Certificate::from_der(der.as_ref()).to_owned())
+        .collect()
+}
+
+/// ureq's TLS settings for an outgoing connection that trusts `roots`: rustls on aws-lc-rs.
+pub fn ureq_tls(roots: &[Certificate<'static>]) -> TlsConfig {
+    TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(RootCerts::new_with_certs(roots))
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .build()
 }
 
 /// Builds the server configuration.

@@ -5,15 +5,12 @@
 //! certificate the pinned CA did not sign, a timeout).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use lifeline_shared::v1::api::ErrorBody;
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+use ureq::tls::Certificate;
 
 use crate::secret::Secret;
 
@@ -68,10 +65,7 @@ pub fn load_ca(path: &Path) -> Result<Vec<Certificate<'static>>, ClientError> {
         path: path.to_owned(),
         source,
     })?;
-    let certs: Vec<Certificate<'static>> = CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .map(|der| Certificate::from_der(der.as_ref()).to_owned())
-        .collect();
+    let certs = crate::tls::ureq_certificates(&pem);
     if certs.is_empty() {
         return Err(ClientError::EmptyCa(path.to_owned()));
     }
@@ -85,15 +79,8 @@ impl ApiClient {
             return Err(ClientError::NotHttps(connection.server.clone()));
         }
         let roots = load_ca(&connection.ca)?;
-        let tls = TlsConfig::builder()
-            .provider(TlsProvider::Rustls)
-            .root_certs(RootCerts::new_with_certs(&roots))
-            .unversioned_rustls_crypto_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .build();
         let agent = ureq::Agent::config_builder()
-            .tls_config(tls)
+            .tls_config(crate::tls::ureq_tls(&roots))
             .https_only(true)
             .http_status_as_error(false)
             .timeout_global(Some(TIMEOUT))

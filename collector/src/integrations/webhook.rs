@@ -5,16 +5,13 @@
 //! (a signed request is meant for the configured URL only) and count as a failure; any 2xx is a
 //! success. https uses the system's root certificates, or only the webhook's `ca_file`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lifeline_shared::v1::integrations::{
     DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, TicketEvent, signature,
 };
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use time::OffsetDateTime;
-use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+use ureq::tls::Certificate;
 
 use super::{IntegrationError, read_secret, read_small};
 use crate::config::WebhookConfig;
@@ -57,11 +54,7 @@ impl Webhook {
         let roots = match &config.ca_file {
             Some(path) => {
                 let pem = read_small("webhook CA file", path)?;
-                let certs: Vec<Certificate<'static>> =
-                    CertificateDer::pem_slice_iter(pem.as_bytes())
-                        .filter_map(Result::ok)
-                        .map(|der| Certificate::from_der(der.as_ref()).to_owned())
-                        .collect();
+                let certs = crate::tls::ureq_certificates(pem.as_bytes());
                 if certs.is_empty() {
                     return Err(IntegrationError::Invalid {
                         what: "webhook CA file",
@@ -73,15 +66,8 @@ impl Webhook {
             }
             None => system_roots(),
         };
-        let tls = TlsConfig::builder()
-            .provider(TlsProvider::Rustls)
-            .root_certs(RootCerts::new_with_certs(&roots))
-            .unversioned_rustls_crypto_provider(Arc::new(
-                rustls::crypto::aws_lc_rs::default_provider(),
-            ))
-            .build();
         let agent = ureq::Agent::config_builder()
-            .tls_config(tls)
+            .tls_config(crate::tls::ureq_tls(&roots))
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_global(Some(TIMEOUT))
