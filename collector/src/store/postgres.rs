@@ -231,14 +231,21 @@ impl PostgresStore {
     }
 }
 
-/// Tells every collector (this one included) to forget cached machine identities once `tx`
-/// commits.
-async fn notify_machine_change(tx: &mut PgConnection) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(MACHINES_CHANNEL)
-        .execute(tx)
-        .await?;
-    Ok(())
+impl PostgresStore {
+    /// Commits `tx`, which changed a machine, telling every collector to forget cached machine
+    /// identities: the others when the NOTIFY sent inside `tx` reaches them, this one at once.
+    async fn commit_machine_change(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(MACHINES_CHANNEL)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.notifications.identities.invalidate();
+        Ok(())
+    }
 }
 
 impl TelemetrySink for PgPool {
@@ -398,9 +405,7 @@ impl Store for PostgresStore {
             .fetch_one(&mut *tx)
             .await?;
             let status = parse::<MachineStatus>(machine.try_get("status")?)?;
-            notify_machine_change(&mut tx).await?;
-            tx.commit().await?;
-            self.notifications.identities.invalidate();
+            self.commit_machine_change(tx).await?;
             Ok(status)
         })
     }
@@ -424,9 +429,7 @@ impl Store for PostgresStore {
             .bind(machine_id)
             .execute(&mut *tx)
             .await?;
-            notify_machine_change(&mut tx).await?;
-            tx.commit().await?;
-            self.notifications.identities.invalidate();
+            self.commit_machine_change(tx).await?;
             Ok(done.rows_affected() > 0)
         })
     }
@@ -478,10 +481,10 @@ impl Store for PostgresStore {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                notify_machine_change(&mut tx).await?;
+                self.commit_machine_change(tx).await?;
+            } else {
+                tx.commit().await?;
             }
-            tx.commit().await?;
-            self.notifications.identities.invalidate();
             Ok(Some(before))
         })
     }
@@ -497,9 +500,7 @@ impl Store for PostgresStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            notify_machine_change(&mut tx).await?;
-            tx.commit().await?;
-            self.notifications.identities.invalidate();
+            self.commit_machine_change(tx).await?;
             Ok(done.rows_affected() > 0)
         })
     }
