@@ -27,67 +27,82 @@ struct Received {
 }
 
 /// An HTTP listener that answers the first `fail_first` requests with 500, then 200.
-struct WebhookSink {
+/// A server of the test's own on a free 127.0.0.1 port: each connection goes to its session
+/// function, which records what it received; it stops when dropped.
+struct Sink<T> {
     port: u16,
-    received: Arc<Mutex<Vec<Received>>>,
+    items: Arc<Mutex<Vec<T>>>,
     stop: Arc<AtomicBool>,
+    /// What one item is, for the wait's failure message ("webhook request(s)").
+    what: &'static str,
 }
 
-impl WebhookSink {
-    fn start(fail_first: usize) -> WebhookSink {
+impl<T: Clone + Send + 'static> Sink<T> {
+    fn start(
+        what: &'static str,
+        session: impl Fn(TcpStream, &Mutex<Vec<T>>) + Send + 'static,
+    ) -> Sink<T> {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
-        let received = Arc::new(Mutex::new(Vec::new()));
+        let items = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (sink, stopped) = (Arc::clone(&received), Arc::clone(&stop));
+        let (sink, stopped) = (Arc::clone(&items), Arc::clone(&stop));
         std::thread::spawn(move || {
             while !stopped.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         stream.set_nonblocking(false).unwrap();
-                        let request = read_request(&stream);
-                        let n = {
-                            let mut all = sink.lock().unwrap();
-                            all.push(request);
-                            all.len()
-                        };
-                        let answer = if n <= fail_first {
-                            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 16\r\n\
-                             connection: close\r\n\r\nitsm is down now"
-                        } else {
-                            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
-                        };
-                        let mut stream = stream;
-                        let _ = stream.write_all(answer.as_bytes());
+                        session(stream, &sink);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
             }
         });
-        WebhookSink {
+        Sink {
             port,
-            received,
+            items,
             stop,
+            what,
         }
     }
 
-    fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
+    fn received(&self) -> Vec<T> {
+        self.items.lock().unwrap().clone()
     }
 
-    fn wait_for(&self, count: usize) -> Vec<Received> {
-        eventually(&format!("{count} webhook request(s)"), WAIT, || {
+    fn wait_for(&self, count: usize) -> Vec<T> {
+        eventually(&format!("{count} {}", self.what), WAIT, || {
             let all = self.received();
             (all.len() >= count).then_some(all)
         })
     }
 }
 
-impl Drop for WebhookSink {
+impl<T> Drop for Sink<T> {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// A webhook receiver: answers 500 to the first `fail_first` requests, then 200.
+fn webhook_sink(fail_first: usize) -> Sink<Received> {
+    Sink::start("webhook request(s)", move |stream, received| {
+        let request = read_request(&stream);
+        let n = {
+            let mut all = received.lock().unwrap();
+            all.push(request);
+            all.len()
+        };
+        let answer = if n <= fail_first {
+            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 16\r\n\
+             connection: close\r\n\r\nitsm is down now"
+        } else {
+            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+        };
+        let mut stream = stream;
+        let _ = stream.write_all(answer.as_bytes());
+    })
 }
 
 fn read_request(stream: &TcpStream) -> Received {
@@ -120,50 +135,8 @@ fn read_request(stream: &TcpStream) -> Received {
 
 /// A minimal SMTP server: 220, 250 to everything but DATA (354) and QUIT (221); keeps each
 /// message's envelope and text.
-struct SmtpSink {
-    port: u16,
-    messages: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl SmtpSink {
-    fn start() -> SmtpSink {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (sink, stopped) = (Arc::clone(&messages), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            while !stopped.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        stream.set_nonblocking(false).unwrap();
-                        smtp_session(stream, &sink);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-        SmtpSink {
-            port,
-            messages,
-            stop,
-        }
-    }
-
-    fn wait_for(&self, count: usize) -> Vec<String> {
-        eventually(&format!("{count} e-mail(s)"), WAIT, || {
-            let all = self.messages.lock().unwrap().clone();
-            (all.len() >= count).then_some(all)
-        })
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
+fn smtp_sink() -> Sink<String> {
+    Sink::start("e-mail(s)", smtp_session)
 }
 
 fn smtp_session(stream: TcpStream, messages: &Mutex<Vec<String>>) {
@@ -206,7 +179,10 @@ fn smtp_session(stream: TcpStream, messages: &Mutex<Vec<String>>) {
 }
 
 /// A collector configured with the webhook sink and the SMTP sink.
-fn collector_with(webhook: &WebhookSink, smtp: &SmtpSink) -> (TestCollector, tempfile::TempDir) {
+fn collector_with(
+    webhook: &Sink<Received>,
+    smtp: &Sink<String>,
+) -> (TestCollector, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("hook.secret"), format!("{SECRET}\n")).unwrap();
     let config: PathBuf = dir.path().join("collector.toml");
@@ -254,8 +230,8 @@ fn deliveries(collector: &TestCollector) -> Vec<Value> {
 
 #[test]
 fn a_webhook_is_signed_retried_on_the_clock_after_a_failure_and_logged() {
-    let hook = WebhookSink::start(1);
-    let smtp = SmtpSink::start();
+    let hook = webhook_sink(1);
+    let smtp = smtp_sink();
     let (collector, _config) = collector_with(&hook, &smtp);
     let agent = TestAgent::enrolled(&collector);
     let filed = agent
@@ -385,8 +361,8 @@ fn a_webhook_is_signed_retried_on_the_clock_after_a_failure_and_logged() {
 
 #[test]
 fn a_new_assignee_gets_an_email_through_smtp() {
-    let hook = WebhookSink::start(0);
-    let smtp = SmtpSink::start();
+    let hook = webhook_sink(0);
+    let smtp = smtp_sink();
     let (collector, _config) = collector_with(&hook, &smtp);
     let added = collector.cli_json(&[
         "users",
@@ -464,8 +440,8 @@ fn a_new_assignee_gets_an_email_through_smtp() {
 
 #[test]
 fn no_reopens_the_ticket_yes_is_recorded_and_each_resolution_is_answered_once() {
-    let hook = WebhookSink::start(0);
-    let smtp = SmtpSink::start();
+    let hook = webhook_sink(0);
+    let smtp = smtp_sink();
     let (mut collector, _config) = collector_with(&hook, &smtp);
     collector.cli_ok(&[
         "users",
