@@ -60,6 +60,7 @@ pub async fn prepare(
             extra_sans: Vec::new(),
             operator_cert: None,
             allow_tls12: false,
+            first_token_ttl: bootstrap::FirstTokenTtl::Never,
         },
         database,
         &clock,

@@ -4,7 +4,8 @@
 //! Layout of the data directory (created 0700; private keys 0600):
 //! - `lifeline.db` (+ `-wal`, `-shm`): the SQLite database, unless `--database` names another
 //!   SQLite file or a PostgreSQL database (see [`prepare_with`])
-//! - `ca.pem`, `ca.key`: the private CA that signs the server and agent certificates
+//! - `ca.pem`, `ca.key`: the private CA that signs the server and agent certificates,
+//!   name-constrained to the server names of the first start (see `crate::pki`)
 //! - `server.pem`, `server.key`, `server.names`: the generated server certificate and its SANs
 //! - `listen-addr`: the address the running server bound (written after binding)
 //!
@@ -27,16 +28,17 @@ use lifeline_shared::v1::api::Role;
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::json;
+use time::OffsetDateTime;
 
 use crate::audit::{self, Event};
 use crate::clock::Clock;
 use crate::config::Database;
 use crate::pki::{CertificateAuthority, PkiError, certs_from_pem};
-use crate::secret::{RandomError, Secret, TokenHash, TokenKind, generate_token};
+use crate::secret::{RandomError, Secret, TokenHash, TokenKind, generate_token, token_prefix};
 use crate::store::postgres::PostgresStore;
 use crate::store::secrets::SharedCa;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{Store, StoreError};
+use crate::store::{EnrollmentTokenRecord, Store, StoreError};
 use crate::tls::{TlsError, server_config};
 
 /// File names inside the data directory.
@@ -71,6 +73,13 @@ pub enum BootstrapError {
     #[error("--tls-cert and --tls-key must be given together")]
     HalfOperatorCert,
     #[error(
+        "--san {name} is outside the names the collector's CA is constrained to ({permitted}); \
+         those are fixed when the CA is created (the first start): serve {name} with \
+         --tls-cert and --tls-key, or name it with --san on the first start of a new data \
+         directory"
+    )]
+    OutsideCaNames { name: String, permitted: String },
+    #[error(
         "{path}: this CA differs from the one in the database that other collectors share; \
          remove {CA_CERT_FILE} and {CA_KEY_FILE} from the data directory to use the database's"
     )]
@@ -93,6 +102,66 @@ pub struct BootstrapOptions {
     /// An operator's own certificate chain and key instead of the generated ones.
     pub operator_cert: Option<(PathBuf, PathBuf)>,
     pub allow_tls12: bool,
+    /// How long the enrollment token printed at first start stays valid.
+    pub first_token_ttl: FirstTokenTtl,
+}
+
+/// How long the enrollment token printed at first start works: `24h` unless the admin says
+/// otherwise (`serve --first-token-ttl`, `first_token_ttl` in the configuration file). The
+/// first-start text is pasted into tickets, chats and shell histories; a token that enrolls
+/// machines forever from there is a standing invitation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstTokenTtl {
+    /// Expires this long after the first start.
+    For(time::Duration),
+    /// `never`: valid until revoked (`enrollment-tokens revoke`).
+    Never,
+}
+
+impl FirstTokenTtl {
+    /// The default: one day.
+    pub const DEFAULT: FirstTokenTtl = FirstTokenTtl::For(time::Duration::hours(24));
+    /// The longest lifetime written as a duration (as for `enrollment-tokens create`).
+    const MAX: time::Duration = time::Duration::days(3650);
+
+    pub fn expires_at(self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        match self {
+            FirstTokenTtl::For(ttl) => Some(now + ttl),
+            FirstTokenTtl::Never => None,
+        }
+    }
+}
+
+impl Default for FirstTokenTtl {
+    fn default() -> FirstTokenTtl {
+        FirstTokenTtl::DEFAULT
+    }
+}
+
+impl std::str::FromStr for FirstTokenTtl {
+    type Err = String;
+
+    /// `24h`, `7d`, `1h30m` (units s, m, h, d, w), or `never`.
+    fn from_str(text: &str) -> Result<FirstTokenTtl, String> {
+        if text.trim().eq_ignore_ascii_case("never") {
+            return Ok(FirstTokenTtl::Never);
+        }
+        let ttl = crate::sla::parse_duration(text)
+            .map_err(|e| format!("{e}, or never"))?;
+        if ttl <= time::Duration::ZERO || ttl > FirstTokenTtl::MAX {
+            return Err(format!(
+                "{text:?}: the first enrollment token must live between 1s and 3650d (or never)"
+            ));
+        }
+        Ok(FirstTokenTtl::For(ttl))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FirstTokenTtl {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// Secrets created on first start, to be shown once.
@@ -100,6 +169,8 @@ pub struct BootstrapOptions {
 pub struct FirstStart {
     pub admin_token: Secret,
     pub enrollment_token: Secret,
+    /// When the enrollment token stops working; `None`: never (`--first-token-ttl never`).
+    pub enrollment_expires_at: Option<OffsetDateTime>,
 }
 
 /// Everything `serve` needs, ready.
@@ -157,13 +228,13 @@ pub async fn prepare_with(
     let ca_cert_path = dir.join(CA_CERT_FILE);
     let ca_key_path = dir.join(CA_KEY_FILE);
     let ca = if let Some(pg) = &postgres {
-        shared_ca(pg, &ca_cert_path, &ca_key_path, clock).await?
+        shared_ca(pg, &ca_cert_path, &ca_key_path, &options.extra_sans, clock).await?
     } else if ca_cert_path.exists() || ca_key_path.exists() {
         let cert = read_string(&ca_cert_path)?;
         let key = read_string(&ca_key_path)?;
         CertificateAuthority::load(&cert, &key)?
     } else {
-        let (ca, pair) = CertificateAuthority::generate(now)?;
+        let (ca, pair) = CertificateAuthority::generate(now, &server_names(&options.extra_sans))?;
         write_file(&ca_key_path, pair.key_pem.as_bytes(), 0o600)?;
         write_file(&ca_cert_path, pair.cert_pem.as_bytes(), 0o644)?;
         tracing::info!(path = %ca_cert_path.display(), "created the collector CA");
@@ -203,14 +274,24 @@ pub async fn prepare_with(
     } else {
         let admin_token = generate_token(TokenKind::User)?;
         let enrollment_token = generate_token(TokenKind::Enrollment)?;
+        let record = EnrollmentTokenRecord {
+            token_hash: TokenHash::of(&enrollment_token),
+            prefix: token_prefix(&enrollment_token),
+            created_by: audit::COLLECTOR.to_owned(),
+            expires_at: options.first_token_ttl.expires_at(now),
+            max_uses: None,
+        };
+        store.add_enrollment_token(&record, now).await?;
         store
-            .add_enrollment_token(&TokenHash::of(&enrollment_token), None, None, now)
+            .add_user(
+                FIRST_ADMIN,
+                Role::Admin,
+                &TokenHash::of(&admin_token),
+                None,
+                now,
+            )
             .await?;
-        store
-            .add_user(FIRST_ADMIN, Role::Admin, &TokenHash::of(&admin_token), now)
-            .await?;
-        let token_created = Event::new(audit::COLLECTOR, "enrollment_token.create")
-            .detail(json!({ "first_start": true, "expires_at": null, "max_uses": null }));
+        let token_created = audit::enrollment_token_created(audit::COLLECTOR, &record, true);
         audit::record_in(store.as_ref(), token_created, now).await?;
         let admin_added = Event::new(audit::COLLECTOR, "user.add")
             .subject(format!("user:{FIRST_ADMIN}"))
@@ -219,6 +300,7 @@ pub async fn prepare_with(
         Some(FirstStart {
             admin_token,
             enrollment_token,
+            enrollment_expires_at: record.expires_at,
         })
     };
     if let Some(lock) = lock {
@@ -242,6 +324,7 @@ async fn shared_ca(
     pg: &PostgresStore,
     cert_path: &Path,
     key_path: &Path,
+    extra_sans: &[String],
     clock: &dyn Clock,
 ) -> Result<CertificateAuthority, BootstrapError> {
     let local_cert = match fs::read_to_string(cert_path) {
@@ -269,7 +352,10 @@ async fn shared_ca(
                     SharedCa { cert_pem, key_pem }
                 }
                 None => {
-                    let (_, pair) = CertificateAuthority::generate(clock.now())?;
+                    // Constrained to this first instance's names: the others' --san values
+                    // must be among them (name them all on the first start).
+                    let (_, pair) =
+                        CertificateAuthority::generate(clock.now(), &server_names(extra_sans))?;
                     tracing::info!("created the collector CA in the database");
                     SharedCa {
                         cert_pem: pair.cert_pem,
@@ -330,7 +416,7 @@ fn ensure_server_cert(
     key_path: &Path,
     clock: &dyn Clock,
 ) -> Result<(), BootstrapError> {
-    let names = server_names(extra);
+    let names = names_within_ca(ca, extra)?;
     let names_path = dir.join(SERVER_NAMES_FILE);
     let wanted = names.join("\n");
     let current = fs::read_to_string(&names_path).ok();
@@ -343,6 +429,35 @@ fn ensure_server_cert(
     write_file(&names_path, wanted.as_bytes(), 0o644)?;
     tracing::info!(names = %names.join(", "), "issued the server certificate");
     Ok(())
+}
+
+/// The server names the CA may vouch for: all of them for an unconstrained (older) CA. A name
+/// given with `--san` outside the CA's constraints is an error (a certificate carrying it would
+/// fail verification for every name); this host's name is left out with a warning instead, so an
+/// instance on another host of a shared database still starts.
+fn names_within_ca(
+    ca: &CertificateAuthority,
+    extra: &[String],
+) -> Result<Vec<String>, BootstrapError> {
+    let mut names = Vec::new();
+    for name in server_names(extra) {
+        if ca.permits(&name) {
+            names.push(name);
+        } else if extra.iter().any(|e| e.trim().eq_ignore_ascii_case(&name)) {
+            return Err(BootstrapError::OutsideCaNames {
+                name,
+                permitted: ca.permitted_names().unwrap_or_default().join(", "),
+            });
+        } else {
+            tracing::warn!(
+                %name,
+                permitted = %ca.permitted_names().unwrap_or_default().join(", "),
+                "this host's name is outside the names the CA is constrained to; the server \
+                 certificate leaves it out"
+            );
+        }
+    }
+    Ok(names)
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), BootstrapError> {
@@ -396,6 +511,7 @@ mod tests {
             extra_sans: vec!["collector.example".into()],
             operator_cert: None,
             allow_tls12: false,
+            first_token_ttl: FirstTokenTtl::DEFAULT,
         }
     }
 

@@ -6,6 +6,7 @@
 //! listen = "0.0.0.0:8443"
 //! san = ["helpdesk.example.org"]      # extra names for the generated server certificate
 //! enrollment = "approve"              # open | approve
+//! first_token_ttl = "24h"             # the first-start enrollment token: e.g. 24h, 7d, never
 //! allow_tls12 = false
 //! tls_cert = "/etc/lifeline/tls/fullchain.pem"   # both or neither
 //! tls_key = "/etc/lifeline/tls/privkey.pem"
@@ -71,6 +72,8 @@ pub struct ServerConfig {
     #[serde(default)]
     pub san: Vec<String>,
     pub enrollment: Option<EnrollmentMode>,
+    /// `first_token_ttl = "24h"` (or `"7d"`, `"never"`): the first-start enrollment token's life.
+    pub first_token_ttl: Option<crate::bootstrap::FirstTokenTtl>,
     pub allow_tls12: Option<bool>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,

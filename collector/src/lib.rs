@@ -97,6 +97,8 @@ pub async fn serve_router(
         .acceptor(acceptor)
         .first_request_timeout(FIRST_REQUEST_TIMEOUT)
         .handle(handle)
-        .serve(router.into_make_service())
+        // The peer address reaches the handlers (`ConnectInfo`): refusals are audited and
+        // rate-limited by source.
+        .serve(router.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .await
 }

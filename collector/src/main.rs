@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use lifeline_collector::bootstrap::{self, BootstrapOptions, FIRST_ADMIN, LISTEN_ADDR_FILE};
+use lifeline_collector::bootstrap::{
+    self, BootstrapOptions, FIRST_ADMIN, FirstTokenTtl, LISTEN_ADDR_FILE,
+};
 use lifeline_collector::cli::{self, ClientCommand, ConnectionArgs};
-use lifeline_collector::clock::{FileOffsetClock, SharedClock, SystemClock};
+use lifeline_collector::clock::{SharedClock, SystemClock};
 use lifeline_collector::config::{Database, ServerConfig};
 use lifeline_collector::http::enroll::EnrollmentMode;
 use lifeline_collector::integrations::Integrations;
@@ -58,8 +60,9 @@ struct MigrateArgs {
 
 #[derive(Debug, Args)]
 struct ServeArgs {
-    /// Settings in TOML (data_dir, listen, san, enrollment, allow_tls12, tls_cert, tls_key,
-    /// database, [sla], public_url, [[webhooks]], [smtp]); flags given here win over the file
+    /// Settings in TOML (data_dir, listen, san, enrollment, first_token_ttl, allow_tls12,
+    /// tls_cert, tls_key, database, [sla], public_url, [[webhooks]], [smtp]); flags given here
+    /// win over the file
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Where the database, CA and keys live [default: ./lifeline-data]
@@ -81,9 +84,15 @@ struct ServeArgs {
     /// Also accept TLS 1.2 (for old load balancers); TLS 1.3 only by default
     #[arg(long)]
     allow_tls12: bool,
-    /// Tests only: move the clock by the number of seconds written in this file
+    /// Tests only: move the clock by the number of seconds written in this file. Compiled into
+    /// debug builds only (the end-to-end tests run those): a release build has no such flag.
+    #[cfg(debug_assertions)]
     #[arg(long, hide = true)]
     test_clock_file: Option<PathBuf>,
+    /// How long the enrollment token printed at first start works: e.g. 24h, 7d, 1h30m, or
+    /// never (until `enrollment-tokens revoke`) [default: 24h]
+    #[arg(long, value_name = "DURATION")]
+    first_token_ttl: Option<FirstTokenTtl>,
     /// `approve` holds newly enrolled machines until an admin runs `machines approve`
     /// [default: open]
     #[arg(long, value_enum)]
@@ -109,6 +118,7 @@ struct Settings {
     operator_cert: Option<(PathBuf, PathBuf)>,
     allow_tls12: bool,
     enrollment: EnrollmentMode,
+    first_token_ttl: FirstTokenTtl,
     /// `None`: the SQLite file in the data directory.
     database: Option<Database>,
     /// Service levels (issue 9): `[sla]` of the configuration file, else the defaults.
@@ -157,6 +167,10 @@ impl Settings {
             operator_cert,
             allow_tls12: args.allow_tls12 || file.allow_tls12.unwrap_or(false),
             enrollment: args.enrollment.or(file.enrollment).unwrap_or_default(),
+            first_token_ttl: args
+                .first_token_ttl
+                .or(file.first_token_ttl)
+                .unwrap_or_default(),
             database,
             sla: file.sla.unwrap_or_default(),
             integrations,
@@ -228,18 +242,13 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
                 .display()
         )
     })?;
-    let clock: SharedClock = match &args.test_clock_file {
-        Some(path) => {
-            tracing::warn!(file = %path.display(), "the clock follows a test offset file");
-            Arc::new(FileOffsetClock::new(path))
-        }
-        None => Arc::new(SystemClock),
-    };
+    let clock = clock_of(&args);
     let options = BootstrapOptions {
         data_dir: settings.data_dir.clone(),
         extra_sans: settings.sans.clone(),
         operator_cert: settings.operator_cert.clone(),
         allow_tls12: settings.allow_tls12,
+        first_token_ttl: settings.first_token_ttl,
     };
     let prepared = bootstrap::prepare_with(&options, settings.database.as_ref(), clock.as_ref())
         .await
@@ -299,10 +308,21 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
                 .display()
                 .to_string()
         };
+        let expiry = match first.enrollment_expires_at {
+            Some(at) => format!(
+                "This enrollment token expires at {} (serve --first-token-ttl sets another \
+                 lifetime on a first start); make more with: lifeline-collector \
+                 enrollment-tokens create",
+                lifeline_collector::web::when(at)
+            ),
+            None => "This enrollment token never expires (--first-token-ttl never); revoke it \
+                     when done with: lifeline-collector enrollment-tokens revoke PREFIX"
+                .to_owned(),
+        };
         println!(
             "\nLifeline collector initialised in {dir}. These secrets are shown only once.\n\n\
              Enroll an agent (on the workstation, with a copy of {ca}):\n  \
-             lifeline-agent enroll --server {url} --token {enroll} --ca {ca}\n\n\
+             lifeline-agent enroll --server {url} --token {enroll} --ca {ca}\n{expiry}\n\n\
              Log in as the admin ({admin_name}) from this machine:\n  \
              export LIFELINE_SERVER={url} LIFELINE_CA={ca} LIFELINE_TOKEN={admin}\n  \
              lifeline-collector tickets list\n",
@@ -335,6 +355,17 @@ async fn serve_main(args: ServeArgs) -> anyhow::Result<()> {
     serve(listener, prepared.tls, state, shutdown_signal())
         .await
         .context("server failed")
+}
+
+/// The system clock; in a debug build, the test offset file's when `--test-clock-file` is given.
+fn clock_of(args: &ServeArgs) -> SharedClock {
+    #[cfg(debug_assertions)]
+    if let Some(path) = &args.test_clock_file {
+        tracing::warn!(file = %path.display(), "the clock follows a test offset file");
+        return Arc::new(lifeline_collector::clock::FileOffsetClock::new(path));
+    }
+    let _ = args;
+    Arc::new(SystemClock)
 }
 
 fn run_migrate(args: &MigrateArgs) -> anyhow::Result<()> {
@@ -388,5 +419,28 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run in both profiles: the test-only clock flag parses in debug builds (what the
+    /// end-to-end tests run) and is an unknown argument in release builds.
+    #[test]
+    fn the_test_clock_flag_exists_only_in_debug_builds() {
+        let parsed = Cli::try_parse_from([
+            "lifeline-collector",
+            "serve",
+            "--test-clock-file",
+            "offset",
+        ]);
+        if cfg!(debug_assertions) {
+            assert!(parsed.is_ok(), "{parsed:?}");
+        } else {
+            let error = parsed.expect_err("a release build must refuse --test-clock-file");
+            assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument);
+        }
     }
 }

@@ -15,7 +15,7 @@ use lifeline_shared::v1::actions::{
     TrustedKeyInfo, WorkProgress,
 };
 use lifeline_shared::v1::api::{
-    EnrollRequest, EnrollResponse, EnrollmentTokenCreated, ErrorBody, Health, MachineDetail,
+    EnrollRequest, EnrollResponse, EnrollmentTokenCreated, EnrollmentTokenInfo, ErrorBody, Health, MachineDetail,
     MachineSummary, MachineTicket, NewComment, NewEnrollmentToken, NewTicket, NewUser,
     RenewRequest, TicketCreated, TicketDetail, TicketSummary, TicketUpdate, UserCreated,
     UserSummary, paths,
@@ -165,6 +165,21 @@ pub fn operations() -> Vec<Operation> {
             "Create an enrollment token (shown once)",
             J(one::<NewEnrollmentToken>),
             J(one::<EnrollmentTokenCreated>),
+        ),
+        op(
+            "GET",
+            paths::ENROLLMENT_TOKENS,
+            "List enrollment tokens by prefix: creator, expiry, uses, revocation (never the \
+             tokens)",
+            N,
+            J(list::<EnrollmentTokenInfo>),
+        ),
+        op(
+            "POST",
+            paths::ENROLLMENT_TOKEN_REVOKE,
+            "Revoke an enrollment token named by its prefix (or id); answers the list",
+            N,
+            J(list::<EnrollmentTokenInfo>),
         ),
         op(
             "POST",

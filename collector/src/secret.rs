@@ -76,6 +76,16 @@ pub fn generate_token(kind: TokenKind) -> Result<Secret, RandomError> {
     Ok(Secret(format!("{}{}", kind.prefix(), hex(&bytes))))
 }
 
+/// Characters of a token kept in the clear to name it: the 4-character kind prefix and 8 hex
+/// digits (32 of its 256 random bits), enough to tell tokens apart in a list, far too few to
+/// guess the rest.
+pub const TOKEN_PREFIX_LEN: usize = 12;
+
+/// The first [`TOKEN_PREFIX_LEN`] characters of a generated token, which name it.
+pub fn token_prefix(token: &Secret) -> String {
+    token.0.chars().take(TOKEN_PREFIX_LEN).collect()
+}
+
 /// The SHA-256 of a token, hex: what the database stores instead of the token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TokenHash(String);

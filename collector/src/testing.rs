@@ -197,7 +197,10 @@ impl PgCluster {
     /// lets TCP clients in over TLS only.
     fn require_tls(&mut self) -> Result<(), String> {
         let now = time::OffsetDateTime::now_utc();
-        let (ca, ca_pair) = crate::pki::CertificateAuthority::generate(now)
+        let (ca, ca_pair) = crate::pki::CertificateAuthority::generate(
+            now,
+            &["127.0.0.1".to_owned(), "localhost".to_owned()],
+        )
             .map_err(|e| format!("cannot make a CA for PostgreSQL: {e}"))?;
         let server = ca
             .issue_server_cert(&["127.0.0.1".to_owned(), "localhost".to_owned()], now)

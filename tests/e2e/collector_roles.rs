@@ -49,6 +49,12 @@ const EXPECTED: &[(&str, &str, &[Caller])] = &[
     ("GET", "/metrics", &[Technician, Admin]),
     ("POST", "/api/v1/enroll", &[Enrollment]),
     ("POST", "/api/v1/enrollment-tokens", &[Admin]),
+    ("GET", "/api/v1/enrollment-tokens", &[Admin]),
+    (
+        "POST",
+        "/api/v1/enrollment-tokens/{prefix}/revoke",
+        &[Admin],
+    ),
     ("POST", "/api/v1/agent/tickets", &[Agent]),
     ("GET", "/api/v1/agent/machine", &[Agent]),
     ("POST", "/api/v1/agent/renew", &[Agent]),
@@ -142,6 +148,11 @@ const EXPECTED: &[(&str, &str, &[Caller])] = &[
     ("GET", "/admin/machines", &[AdminSession]),
     ("POST", "/admin/machines/{id}/approve", &[AdminSession]),
     ("POST", "/admin/machines/{id}/revoke", &[AdminSession]),
+    (
+        "POST",
+        "/admin/enrollment-tokens/{prefix}/revoke",
+        &[AdminSession],
+    ),
     ("GET", "/admin/catalog", &[AdminSession]),
     ("GET", "/admin/audit", &[AdminSession]),
     // Service levels and escalation (issue 9).
@@ -239,6 +250,7 @@ fn concrete(path: &str) -> String {
     path.replace("{n}", "1")
         .replace("{id}", "m-does-not-exist")
         .replace("{name}", "nobody")
+        .replace("{prefix}", "lle_nothing0")
 }
 
 #[test]

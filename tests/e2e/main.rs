@@ -22,6 +22,7 @@ mod collector_flow;
 mod collector_inspect;
 mod collector_roles;
 mod collector_tls;
+mod credentials;
 mod desktop;
 mod harness;
 // Service levels and escalation (issue 9).

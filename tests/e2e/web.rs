@@ -628,6 +628,20 @@ fn console_sessions_end_on_revocation_and_every_page_carries_the_security_header
     assert_eq!(queue.header("x-content-type-options"), Some("nosniff"));
     assert_eq!(queue.header("referrer-policy"), Some("no-referrer"));
     assert_eq!(queue.header("cache-control"), Some("no-store"));
+    // HSTS on the console and on every other answer, refusals included.
+    assert_eq!(
+        queue.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+    for (path, status) in [("/login", 200), ("/api/v1/tickets", 401), ("/nothing", 404)] {
+        let answer = http.request("GET", path, None, &[], None);
+        assert_eq!(answer.status, status, "{path}");
+        assert_eq!(
+            answer.header("strict-transport-security"),
+            Some("max-age=31536000"),
+            "{path}"
+        );
+    }
 
     // A form from another site is refused even with a valid token in it.
     let (second, csrf) = http.console_login(tech["token"].as_str().unwrap());

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use lifeline_shared::v1::api::{
-    EnrollmentTokenCreated, MachineDetail, MachineSummary, NewComment, NewEnrollmentToken, NewUser,
+    EnrollmentTokenCreated, EnrollmentTokenInfo, MachineDetail, MachineSummary, NewComment, NewEnrollmentToken, NewUser,
     Priority, Role, TicketDetail, TicketFilter, TicketSort, TicketStatus, TicketSummary,
     TicketUpdate, Tier, UserCreated, UserSummary, paths,
 };
@@ -250,6 +250,14 @@ pub enum EnrollmentTokensCommand {
         #[arg(long)]
         max_uses: Option<u32>,
     },
+    /// List enrollment tokens by prefix: who made them, expiry, uses, revoked (never the tokens)
+    List,
+    /// Revoke an enrollment token by the prefix `list` shows (or its id): it enrolls nobody
+    /// from now on; machines it enrolled stay enrolled
+    Revoke {
+        /// e.g. lle_0123abcd
+        prefix: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -374,10 +382,20 @@ pub fn run(args: &ConnectionArgs, command: &ClientCommand) -> Result<(), CliErro
             let status: WorkStatus = client.get(&work_path(*id, 0))?;
             out.show(&status, output::inspection_page)
         }
-        ClientCommand::EnrollmentTokens(EnrollmentTokensCommand::Create {
+        ClientCommand::EnrollmentTokens(command) => enrollment_tokens(&client, &out, command),
+    }
+}
+
+fn enrollment_tokens(
+    client: &ApiClient,
+    out: &Printer,
+    command: &EnrollmentTokensCommand,
+) -> Result<(), CliError> {
+    match command {
+        EnrollmentTokensCommand::Create {
             expires_in,
             max_uses,
-        }) => {
+        } => {
             let created: EnrollmentTokenCreated = client.post(
                 paths::ENROLLMENT_TOKENS,
                 &NewEnrollmentToken {
@@ -387,14 +405,32 @@ pub fn run(args: &ConnectionArgs, command: &ClientCommand) -> Result<(), CliErro
             )?;
             out.show(&created, |c| {
                 format!(
-                    "enrollment token (shown once, store it now): {}\nexpires: {}  uses: {}",
+                    "enrollment token (shown once, store it now): {}\nname: {}  expires: {}  \
+                     uses: {}",
                     c.token,
+                    c.prefix,
                     c.expires_at
                         .map(|t| t.to_string())
                         .unwrap_or_else(|| "never".into()),
                     c.max_uses
                         .map(|n| n.to_string())
                         .unwrap_or_else(|| "unlimited".into()),
+                )
+            })
+        }
+        EnrollmentTokensCommand::List => {
+            let list: Vec<EnrollmentTokenInfo> = client.get(paths::ENROLLMENT_TOKENS)?;
+            out.show(&list, |l| output::enrollment_tokens_table(l))
+        }
+        EnrollmentTokensCommand::Revoke { prefix } => {
+            let list: Vec<EnrollmentTokenInfo> = client.post(
+                &paths::ENROLLMENT_TOKEN_REVOKE.replace("{prefix}", &encode(prefix)),
+                &serde_json::json!({}),
+            )?;
+            out.show(&list, |_| {
+                format!(
+                    "enrollment token {} is revoked; it enrolls nobody from now on",
+                    output::clean_line(prefix)
                 )
             })
         }

@@ -6,7 +6,7 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 use lifeline_shared::v1::api::{
-    MachineDetail, MachineSummary, TicketDetail, TicketSummary, UserSummary,
+    EnrollmentTokenInfo, MachineDetail, MachineSummary, TicketDetail, TicketSummary, UserSummary,
 };
 use lifeline_shared::v1::sla::{SlaTarget, TicketSla};
 use lifeline_shared::v1::snapshot::Snapshot;
@@ -390,6 +390,37 @@ fn findings_lines(findings: &[lifeline_shared::findings::Finding]) -> String {
         }
     }
     out
+}
+
+/// Enrollment tokens by prefix, with their state now.
+pub fn enrollment_tokens_table(tokens: &[EnrollmentTokenInfo]) -> String {
+    if tokens.is_empty() {
+        return "no enrollment tokens".to_owned();
+    }
+    let mut t = table(&["token", "created by", "created", "expires", "uses", "revoked"]);
+    for token in tokens {
+        t.add_row(vec![
+            token
+                .prefix
+                .as_deref()
+                .map_or_else(|| format!("id {}", token.id), |p| format!("{}…", clean_line(p))),
+            token
+                .created_by
+                .as_deref()
+                .map(clean_line)
+                .unwrap_or_else(|| "-".to_owned()),
+            when(token.created_at),
+            token
+                .expires_at
+                .map_or_else(|| "never".to_owned(), when),
+            match token.max_uses {
+                Some(max) => format!("{} / {max}", token.uses),
+                None => format!("{} / unlimited", token.uses),
+            },
+            when_opt(token.revoked_at),
+        ]);
+    }
+    t.to_string()
 }
 
 pub fn users_table(users: &[UserSummary]) -> String {

@@ -7,7 +7,8 @@
 //! too, so a bad value is refused before anything is queued, and again on the agent.
 //!
 //! Approvals: a run of a high-risk action, of an action an admin marked, or one its requester
-//! asked to be approved waits for an admin who is not the requester. Requests expire after
+//! asked to be approved waits for an admin who is not the requester and whose account the
+//! requester did not create. Requests expire after
 //! [`APPROVAL_TTL_SECS`]; dispatched runs wait [`RUN_TTL_SECS`] for an offline machine.
 
 use std::collections::BTreeMap;
@@ -612,6 +613,31 @@ pub(crate) async fn decide(
              must decide",
             run.requested_by
         )));
+    }
+    // Two people, not one person with two accounts: an admin whose account the requester
+    // created may have been made for exactly this approval.
+    if approve {
+        let approver = state
+            .store
+            .list_users()
+            .await?
+            .into_iter()
+            .find(|u| u.name == admin.name);
+        if approver.and_then(|u| u.created_by).as_deref() == Some(run.requested_by.as_str()) {
+            audit::record(
+                &state,
+                Event::new(&admin.name, "run.self_approval_refused")
+                    .subject(format!("run:{id}"))
+                    .detail(json!({ "reason": "approver_created_by_requester" })),
+            )
+            .await?;
+            return Err(ApiError::Forbidden(format!(
+                "run {id} was requested by {requester}, who created your account {name:?}; an \
+                 admin whose account {requester} did not create must decide",
+                requester = run.requested_by,
+                name = admin.name
+            )));
+        }
     }
     let not_pending = |approval: &str| {
         ApiError::Conflict(match approval {

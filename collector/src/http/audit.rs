@@ -217,7 +217,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let (ca, _) = CertificateAuthority::generate(now).unwrap();
+        let (ca, _) = CertificateAuthority::generate(now, &["localhost".to_owned()]).unwrap();
         AppState {
             store: Arc::new(store) as Arc<dyn Store>,
             ca: Arc::new(ca),

@@ -8,13 +8,15 @@
 //!   certificate when it re-enrolls (so it keeps its machine id).
 //!
 //! Tokens are looked up by their SHA-256; no token or hash is ever logged. Refused credentials
-//! (and staff calling above their role) are audited, rate-limited: see
-//! [`crate::audit::record_refusal`]. A missing credential or a machine waiting for approval is
-//! not a refusal worth a log entry.
+//! are audited with the caller's address ([`crate::audit::record_refusal`]): a refusal that
+//! names someone (a revoked user's token, a revoked or pending machine, staff calling above
+//! their role) every time; anonymous ones (unknown tokens, malformed headers) rate-limited per
+//! source. A missing credential is not a refusal worth a log entry.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -79,6 +81,8 @@ pub const RULES: &[Rule] = &[
     rule("GET", paths::METRICS, Access::Staff),
     rule("POST", paths::ENROLL, Access::Enrollment),
     rule("POST", paths::ENROLLMENT_TOKENS, Access::Admin),
+    rule("GET", paths::ENROLLMENT_TOKENS, Access::Admin),
+    rule("POST", paths::ENROLLMENT_TOKEN_REVOKE, Access::Admin),
     rule("POST", paths::AGENT_TICKETS, Access::Agent),
     rule("GET", paths::AGENT_MACHINE, Access::Agent),
     rule("POST", paths::AGENT_RENEW, Access::Agent),
@@ -145,6 +149,7 @@ pub const RULES: &[Rule] = &[
     rule("GET", console::ADMIN_MACHINES, Access::SessionAdmin),
     rule("POST", console::MACHINE_APPROVE, Access::SessionAdmin),
     rule("POST", console::MACHINE_REVOKE, Access::SessionAdmin),
+    rule("POST", console::ENROLLMENT_TOKEN_REVOKE, Access::SessionAdmin),
     rule("GET", console::CATALOG, Access::SessionAdmin),
     rule("GET", console::AUDIT, Access::SessionAdmin),
     // Service levels and escalation (issue 9).
@@ -202,16 +207,27 @@ pub async fn authorize(
         return crate::web::session::admit(&state, access, request, next).await;
     }
     let route = format!("{} {path}", request.method());
-    match admit(&state, access, &route, &mut request).await {
+    let source = peer_address(&request);
+    match admit(&state, access, &route, source, &mut request).await {
         Ok(()) => next.run(request).await,
         Err(error) => error.into_response(),
     }
+}
+
+/// The caller's IP address, when the server recorded it (`ConnectInfo`; absent in tests that
+/// call the router directly).
+pub(crate) fn peer_address(request: &Request) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
 }
 
 async fn admit(
     state: &AppState,
     access: Access,
     route: &str,
+    source: Option<IpAddr>,
     request: &mut Request,
 ) -> Result<(), ApiError> {
     if access == Access::Public {
@@ -220,7 +236,7 @@ async fn admit(
     let bearer = match bearer_token(request) {
         Ok(bearer) => bearer,
         Err(error) => {
-            audit_failure(state, route, AUTHORIZATION_HEADER, "malformed", None).await;
+            audit_failure(state, route, AUTHORIZATION_HEADER, "malformed", None, source).await;
             return Err(error);
         }
     };
@@ -240,12 +256,12 @@ async fn admit(
                         .to_owned(),
                 ));
             };
-            let staff = staff_identity(state, route, &token).await?;
+            let staff = staff_identity(state, route, &token, source).await?;
             if access == Access::Admin && staff.role != Role::Admin {
                 let event = audit::Event::new(&staff.name, "auth.forbidden")
                     .subject(format!("user:{}", staff.name))
                     .detail(json!({ "route": route, "role": staff.role, "needs": Role::Admin }));
-                audit::record_refusal(state, USER_TOKEN, event).await;
+                audit::record_refusal(state, USER_TOKEN, event, source).await;
                 return Err(ApiError::Forbidden(format!(
                     "user {:?} is a {}; this needs an admin",
                     staff.name, staff.role
@@ -266,7 +282,7 @@ async fn admit(
                     "this route needs an enrolled agent's client certificate".to_owned(),
                 ));
             };
-            let machine_id = agent_identity(state, route, &der).await?;
+            let machine_id = agent_identity(state, route, &der, source).await?;
             request
                 .extensions_mut()
                 .insert(AgentIdentity { machine_id });
@@ -286,6 +302,7 @@ async fn admit(
                     ENROLLMENT_TOKEN,
                     "not an enrollment token",
                     None,
+                    source,
                 )
                 .await;
                 return Err(ApiError::Unauthorized(
@@ -299,7 +316,7 @@ async fn admit(
                 .await?;
             if let Err(refusal) = checked {
                 let reason = refusal.to_string();
-                audit_failure(state, route, ENROLLMENT_TOKEN, &reason, None).await;
+                audit_failure(state, route, ENROLLMENT_TOKEN, &reason, None, source).await;
                 return Err(ApiError::Unauthorized(reason));
             }
             // Re-enrollment: a known certificate keeps its machine id (pending or active); an
@@ -309,7 +326,7 @@ async fn admit(
                     let fingerprint = certificate_fingerprint(&der);
                     match state.store.machine_by_fingerprint(&fingerprint).await? {
                         Some(machine) if machine.status == MachineStatus::Revoked => {
-                            audit_revoked_machine(state, route, &machine.id).await;
+                            audit_revoked_machine(state, route, &machine.id, source).await;
                             return Err(revoked(&machine.id));
                         }
                         Some(machine) => Some(machine.id),
@@ -350,10 +367,11 @@ pub(crate) async fn staff_identity(
     state: &AppState,
     route: &str,
     token: &Secret,
+    source: Option<IpAddr>,
 ) -> Result<StaffIdentity, ApiError> {
     const REFUSED: &str = "unknown or revoked token";
     if TokenKind::of(token.expose()) != Some(TokenKind::User) {
-        audit_failure(state, route, USER_TOKEN, "not a user token", None).await;
+        audit_failure(state, route, USER_TOKEN, "not a user token", None, source).await;
         return Err(ApiError::Unauthorized(REFUSED.to_owned()));
     }
     let hash = TokenHash::of(token);
@@ -365,11 +383,11 @@ pub(crate) async fn staff_identity(
         }),
         Some(user) if user.token_hash.matches(&hash) => {
             let subject = Some(format!("user:{}", user.name));
-            audit_failure(state, route, USER_TOKEN, "revoked token", subject).await;
+            audit_failure(state, route, USER_TOKEN, "revoked token", subject, source).await;
             Err(ApiError::Unauthorized(REFUSED.to_owned()))
         }
         _ => {
-            audit_failure(state, route, USER_TOKEN, "unknown token", None).await;
+            audit_failure(state, route, USER_TOKEN, "unknown token", None, source).await;
             Err(ApiError::Unauthorized(REFUSED.to_owned()))
         }
     }
@@ -389,6 +407,7 @@ async fn audit_failure(
     credential: &'static str,
     reason: &str,
     subject: Option<String>,
+    source: Option<IpAddr>,
 ) {
     let mut event = audit::Event::new(audit::ANONYMOUS, "auth.failure").detail(json!({
         "credential": credential,
@@ -398,12 +417,25 @@ async fn audit_failure(
     if let Some(subject) = subject {
         event = event.subject(subject);
     }
-    audit::record_refusal(state, credential, event).await;
+    audit::record_refusal(state, credential, event, source).await;
 }
 
-async fn audit_revoked_machine(state: &AppState, route: &str, machine_id: &str) {
+async fn audit_revoked_machine(
+    state: &AppState,
+    route: &str,
+    machine_id: &str,
+    source: Option<IpAddr>,
+) {
     let subject = Some(audit::machine_actor(machine_id));
-    audit_failure(state, route, CLIENT_CERTIFICATE, "machine revoked", subject).await;
+    audit_failure(
+        state,
+        route,
+        CLIENT_CERTIFICATE,
+        "machine revoked",
+        subject,
+        source,
+    )
+    .await;
 }
 
 fn revoked(machine_id: &str) -> ApiError {
@@ -412,14 +444,29 @@ fn revoked(machine_id: &str) -> ApiError {
     ))
 }
 
-async fn agent_identity(state: &AppState, route: &str, der: &[u8]) -> Result<String, ApiError> {
+async fn agent_identity(
+    state: &AppState,
+    route: &str,
+    der: &[u8],
+    source: Option<IpAddr>,
+) -> Result<String, ApiError> {
     let fingerprint = certificate_fingerprint(der);
     match state.store.machine_by_fingerprint(&fingerprint).await? {
         Some(machine) if machine.status == MachineStatus::Revoked => {
-            audit_revoked_machine(state, route, &machine.id).await;
+            audit_revoked_machine(state, route, &machine.id, source).await;
             Err(revoked(&machine.id))
         }
         Some(machine) if machine.status == MachineStatus::Pending => {
+            let subject = Some(audit::machine_actor(&machine.id));
+            audit_failure(
+                state,
+                route,
+                CLIENT_CERTIFICATE,
+                "machine waiting for approval",
+                subject,
+                source,
+            )
+            .await;
             Err(ApiError::Forbidden(format!(
                 "machine {} is waiting for an administrator's approval",
                 machine.id
@@ -440,7 +487,7 @@ async fn agent_identity(state: &AppState, route: &str, der: &[u8]) -> Result<Str
                 "route": route,
                 "fingerprint": fingerprint,
             }));
-            audit::record_refusal(state, CLIENT_CERTIFICATE, event).await;
+            audit::record_refusal(state, CLIENT_CERTIFICATE, event, source).await;
             Err(ApiError::Unauthorized(
                 "client certificate is not registered (replaced by a newer enrollment?): enroll \
                  again"

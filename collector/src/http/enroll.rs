@@ -1,17 +1,18 @@
-//! Enrollment: an enrollment token plus a CSR in, a client certificate out.
+//! Enrollment: an enrollment token plus a CSR in, a client certificate out; and the tokens
+//! themselves (create, list, revoke; admins only).
 //!
 //! The agent generated its key pair itself; we sign only the public key. A machine that presents
 //! its current client certificate while enrolling keeps its id (re-enrollment replaces the
 //! certificate); anyone else becomes a new machine with a fresh random id.
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use lifeline_shared::v1::api::{
-    EnrollRequest, EnrollResponse, EnrollmentTokenCreated, MachineStatus, NewEnrollmentToken,
-    RenewRequest, paths,
+    EnrollRequest, EnrollResponse, EnrollmentTokenCreated, EnrollmentTokenInfo, MachineStatus,
+    NewEnrollmentToken, RenewRequest, paths,
 };
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
@@ -22,8 +23,8 @@ use super::auth::{AgentIdentity, EnrollmentGrant, StaffIdentity};
 use super::body::{BodyLimits, read_json};
 use super::error::ApiError;
 use crate::audit::{self, Event, machine_actor};
-use crate::secret::{TokenHash, TokenKind, generate_token, hex, random_bytes};
-use crate::store::Enrollment;
+use crate::secret::{TokenHash, TokenKind, generate_token, hex, random_bytes, token_prefix};
+use crate::store::{Enrollment, EnrollmentTokenRecord};
 
 /// Whether new machines may file tickets right after enrolling.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -39,10 +40,64 @@ pub enum EnrollmentMode {
 /// Longest host name we record.
 const HOSTNAME_MAX_LEN: usize = 253;
 
+/// The host name an agent enrolls with, trimmed, or why it is refused: empty, too long, or
+/// holding a character that makes it display differently from what it is. Admins approve, revoke
+/// and run actions on machines by this name, so a name with a right-to-left override (displayed
+/// reversed) or `db\u{200B}01` (displayed as `db01`, yet another name) must never reach them.
+pub fn check_hostname(hostname: &str) -> Result<&str, String> {
+    let hostname = hostname.trim();
+    if hostname.is_empty() || hostname.len() > HOSTNAME_MAX_LEN {
+        return Err(format!(
+            "hostname must be 1 to {HOSTNAME_MAX_LEN} bytes long"
+        ));
+    }
+    match hostname.char_indices().find(|&(_, c)| is_hidden_char(c)) {
+        Some((at, c)) => Err(format!(
+            "hostname contains the control or invisible character U+{:04X} at byte {at}; \
+             host names must display as what they are",
+            u32::from(c)
+        )),
+        None => Ok(hostname),
+    }
+}
+
+/// Controls and the characters that change how text displays without showing themselves:
+/// bidi marks, embeddings, overrides and isolates; zero-width spaces and joiners; the other
+/// Unicode format characters (Cf); fillers and variation selectors that render as nothing.
+fn is_hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{00AD}'                      // soft hyphen
+            | '\u{034F}'                    // combining grapheme joiner
+            | '\u{061C}'                    // Arabic letter mark (bidi)
+            | '\u{115F}' | '\u{1160}'       // Hangul fillers
+            | '\u{17B4}' | '\u{17B5}'       // Khmer inherent vowels (invisible)
+            | '\u{180B}'..='\u{180F}'       // Mongolian variation selectors, vowel separator
+            | '\u{200B}'..='\u{200F}'       // zero-width space, (non-)joiner, LRM, RLM
+            | '\u{2028}'..='\u{202E}'       // line/paragraph separators, bidi embeddings/overrides
+            | '\u{2060}'..='\u{206F}'       // word joiner, invisible operators, bidi isolates
+            | '\u{3164}'                    // Hangul filler
+            | '\u{FE00}'..='\u{FE0F}'       // variation selectors
+            | '\u{FEFF}'                    // zero-width no-break space (byte-order mark)
+            | '\u{FFA0}'                    // half-width Hangul filler
+            | '\u{FFF9}'..='\u{FFFB}'       // interlinear annotation
+            | '\u{110BD}' | '\u{110CD}'     // Kaithi number signs
+            | '\u{1BCA0}'..='\u{1BCA3}'     // shorthand format controls
+            | '\u{1D173}'..='\u{1D17A}'     // musical format controls
+            | '\u{E0000}'..='\u{E0FFF}') // tags, variation selectors supplement
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route(paths::ENROLL, post(enroll))
-        .route(paths::ENROLLMENT_TOKENS, post(create_enrollment_token))
+        .route(
+            paths::ENROLLMENT_TOKENS,
+            post(create_enrollment_token).get(list_enrollment_tokens),
+        )
+        .route(
+            paths::ENROLLMENT_TOKEN_REVOKE,
+            post(revoke_enrollment_token),
+        )
         .route(paths::AGENT_RENEW, post(renew))
 }
 
@@ -53,15 +108,7 @@ async fn enroll(
     body: Body,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let request: EnrollRequest = read_json(&headers, body, BodyLimits::SMALL).await?;
-    let hostname = request.hostname.trim();
-    if hostname.is_empty()
-        || hostname.len() > HOSTNAME_MAX_LEN
-        || hostname.chars().any(char::is_control)
-    {
-        return Err(ApiError::BadRequest(format!(
-            "hostname must be 1 to {HOSTNAME_MAX_LEN} printable characters"
-        )));
-    }
+    let hostname = check_hostname(&request.hostname).map_err(ApiError::BadRequest)?;
     let reenrolled = grant.existing_machine.is_some();
     let machine_id = match grant.existing_machine {
         Some(id) => id,
@@ -200,19 +247,112 @@ async fn create_enrollment_token(
         None => None,
     };
     let token = generate_token(TokenKind::Enrollment).map_err(ApiError::internal)?;
-    state
-        .store
-        .add_enrollment_token(&TokenHash::of(&token), expires_at, request.max_uses, now)
-        .await?;
-    tracing::info!(by = %admin.name, ?expires_at, max_uses = ?request.max_uses, "enrollment token created");
-    let event = Event::new(&admin.name, "enrollment_token.create").detail(json!({
-        "expires_at": expires_at.map(rfc3339),
-        "max_uses": request.max_uses,
-    }));
-    audit::record(&state, event).await?;
+    let record = EnrollmentTokenRecord {
+        token_hash: TokenHash::of(&token),
+        prefix: token_prefix(&token),
+        created_by: admin.name.clone(),
+        expires_at,
+        max_uses: request.max_uses,
+    };
+    state.store.add_enrollment_token(&record, now).await?;
+    tracing::info!(by = %admin.name, prefix = %record.prefix, ?expires_at, max_uses = ?request.max_uses, "enrollment token created");
+    audit::record(
+        &state,
+        audit::enrollment_token_created(&admin.name, &record, false),
+    )
+    .await?;
     Ok(Json(EnrollmentTokenCreated {
         token: token.expose().to_owned(),
+        prefix: record.prefix,
         expires_at,
         max_uses: request.max_uses,
     }))
+}
+
+async fn list_enrollment_tokens(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<EnrollmentTokenInfo>>, ApiError> {
+    Ok(Json(state.store.list_enrollment_tokens().await?))
+}
+
+/// Revokes the token named by its prefix (or its id): it enrolls nobody from now on. Machines
+/// it enrolled stay enrolled (revoke those with `machines revoke`).
+pub(crate) async fn revoke_enrollment_token(
+    State(state): State<AppState>,
+    Extension(admin): Extension<StaffIdentity>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<EnrollmentTokenInfo>>, ApiError> {
+    let tokens = state.store.list_enrollment_tokens().await?;
+    let matching: Vec<&EnrollmentTokenInfo> = tokens
+        .iter()
+        .filter(|t| t.prefix.as_deref() == Some(name.as_str()) || t.id.to_string() == name)
+        .collect();
+    let token = match matching.as_slice() {
+        [] => {
+            return Err(ApiError::NotFound(format!(
+                "no enrollment token {name:?}: name it by the prefix (or id) that \
+                 `enrollment-tokens list` shows"
+            )));
+        }
+        [one] => *one,
+        many => {
+            return Err(ApiError::Conflict(format!(
+                "{} enrollment tokens start with {name:?} (ids {}): revoke by id",
+                many.len(),
+                many.iter()
+                    .map(|t| t.id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    };
+    let label = token.prefix.clone().unwrap_or_else(|| token.id.to_string());
+    if !state
+        .store
+        .revoke_enrollment_token(token.id, state.clock.now())
+        .await?
+    {
+        return Err(ApiError::Conflict(format!(
+            "enrollment token {label} is already revoked"
+        )));
+    }
+    tracing::info!(by = %admin.name, token = %label, "enrollment token revoked");
+    let event = Event::new(&admin.name, "enrollment_token.revoke")
+        .subject(format!("enrollment_token:{label}"))
+        .detail(json!({ "id": token.id, "uses": token.uses }));
+    audit::record(&state, event).await?;
+    Ok(Json(state.store.list_enrollment_tokens().await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_with_bidi_or_invisible_characters_are_refused() {
+        assert_eq!(check_hostname("  ws-042.example  "), Ok("ws-042.example"));
+        assert_eq!(check_hostname("poste-comptabilité"), Ok("poste-comptabilité"));
+        assert!(check_hostname("").is_err());
+        assert!(check_hostname(&"a".repeat(254)).is_err());
+        for hidden in [
+            "web\u{202E}moc.live",
+            "db\u{200B}01",
+            "db\u{200C}01",
+            "db\u{200D}01",
+            "ws\u{2066}01\u{2069}",
+            "ws\u{200F}01",
+            "ws\u{061C}01",
+            "ws\u{2060}01",
+            "\u{FEFF}ws01",
+            "ws\u{00AD}01",
+            "ws\u{FE0F}01",
+            "ws\u{E0041}01",
+            "ws\u{3164}01",
+            "ws\n01",
+            "ws\u{1B}[31m01",
+        ] {
+            let refused = check_hostname(hidden).expect_err(hidden);
+            assert!(refused.contains("invisible character U+"), "{refused}");
+        }
+    }
 }

@@ -90,9 +90,14 @@ pub async fn find(state: &AppState, key: &str) -> Result<Json<MachineDetail>, Ap
             .map(Json)
             .ok_or_else(|| ApiError::NotFound(format!("no machine {key:?}"))),
         [] => Err(ApiError::NotFound(format!("no machine {key:?}"))),
+        // Never guess which one an admin meant: name them all, to be picked by id.
         many => Err(ApiError::Conflict(format!(
-            "{} machines are named {key:?}: use the machine id",
-            many.len()
+            "{} machines are named {key:?}: {}; use the machine id",
+            many.len(),
+            many.iter()
+                .map(|m| format!("{} ({})", m.id, m.status))
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }

@@ -69,6 +69,7 @@ pub(crate) async fn add_user(
             &request.name,
             request.role,
             &TokenHash::of(&token),
+            Some(&admin.name),
             state.clock.now(),
         )
         .await?;

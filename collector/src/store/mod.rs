@@ -67,6 +67,20 @@ pub enum EnrollmentRefusal {
     Expired,
     #[error("enrollment token has been used up")]
     UsedUp,
+    #[error("enrollment token has been revoked")]
+    Revoked,
+}
+
+/// An enrollment token to store: its hash and the non-secret prefix that names it.
+#[derive(Debug, Clone)]
+pub struct EnrollmentTokenRecord {
+    pub token_hash: TokenHash,
+    /// The token's first characters (`crate::secret::token_prefix`).
+    pub prefix: String,
+    /// Who created it: an admin's name, or `collector` at first start.
+    pub created_by: String,
+    pub expires_at: Option<OffsetDateTime>,
+    pub max_uses: Option<u32>,
 }
 
 /// A person's account as authentication needs it.
@@ -416,11 +430,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Whether any admin exists (false on a fresh database).
     fn has_admin(&self) -> StoreFuture<'_, bool>;
+    /// `created_by`: the admin who adds the account (none for the first admin).
     fn add_user<'a>(
         &'a self,
         name: &'a str,
         role: Role,
         token_hash: &'a TokenHash,
+        created_by: Option<&'a str>,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, ()>;
     fn user_by_token<'a>(
@@ -433,11 +449,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     fn add_enrollment_token<'a>(
         &'a self,
-        token_hash: &'a TokenHash,
-        expires_at: Option<OffsetDateTime>,
-        max_uses: Option<u32>,
+        token: &'a EnrollmentTokenRecord,
         now: OffsetDateTime,
     ) -> StoreFuture<'a, ()>;
+    /// Every enrollment token, oldest first (never the token or its hash).
+    fn list_enrollment_tokens(
+        &self,
+    ) -> StoreFuture<'_, Vec<lifeline_shared::v1::api::EnrollmentTokenInfo>>;
+    /// Revokes token `id`; false when there is no such token or it was already revoked.
+    fn revoke_enrollment_token(&self, id: u64, now: OffsetDateTime) -> StoreFuture<'_, bool>;
     /// Checks an enrollment token without using it.
     fn check_enrollment_token<'a>(
         &'a self,

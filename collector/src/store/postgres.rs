@@ -375,8 +375,8 @@ impl Store for PostgresStore {
             let mut tx = self.pool.begin().await?;
             // Lock the token's row so two enrollments cannot both use a token's last use.
             let row = sqlx::query(
-                "SELECT expires_at, max_uses, uses FROM enrollment_tokens WHERE token_hash = $1 \
-                 FOR UPDATE",
+                "SELECT expires_at, max_uses, uses, revoked_at FROM enrollment_tokens \
+                 WHERE token_hash = $1 FOR UPDATE",
             )
             .bind(token_hash.as_str())
             .fetch_optional(&mut *tx)

@@ -235,9 +235,10 @@ pub(super) fn machine_summary(row: &impl StoreRow) -> Result<MachineSummary, Sto
 
 /// An enrollment token's row, as [`check_token`] reads it (`$1`: the token's hash).
 pub(super) const SELECT_ENROLLMENT_TOKEN: &str =
-    "SELECT expires_at, max_uses, uses FROM enrollment_tokens WHERE token_hash = $1";
+    "SELECT expires_at, max_uses, uses, revoked_at FROM enrollment_tokens WHERE token_hash = $1";
 
-/// Whether the enrollment token row (`expires_at, max_uses, uses`) may be used at `now`.
+/// Whether the enrollment token row (`expires_at, max_uses, uses, revoked_at`) may be used at
+/// `now`.
 pub(super) fn check_token(
     row: Option<&impl StoreRow>,
     now: OffsetDateTime,
@@ -248,6 +249,9 @@ pub(super) fn check_token(
     let expires_at = row.opt_int("expires_at")?;
     let max_uses = row.opt_int("max_uses")?;
     let uses = row.int("uses")?;
+    if row.opt_int("revoked_at")?.is_some() {
+        return Ok(Err(EnrollmentRefusal::Revoked));
+    }
     if expires_at.is_some_and(|at| at <= millis(now)) {
         return Ok(Err(EnrollmentRefusal::Expired));
     }

@@ -30,16 +30,19 @@ macro_rules! sql_methods {
                 name: &'a str,
                 role: Role,
                 token_hash: &'a TokenHash,
+                created_by: Option<&'a str>,
                 now: OffsetDateTime,
             ) -> StoreFuture<'a, ()> {
                 Box::pin(async move {
                     let result = sqlx::query(
-                        "INSERT INTO users (name, role, token_hash, created_at) VALUES ($1, $2, $3, $4)",
+                        "INSERT INTO users (name, role, token_hash, created_at, created_by) \
+                         VALUES ($1, $2, $3, $4, $5)",
                     )
                     .bind(name)
                     .bind(role.as_str())
                     .bind(token_hash.as_str())
                     .bind(millis(now))
+                    .bind(created_by)
                     .execute(&self.pool)
                     .await;
                     match result {
@@ -77,7 +80,8 @@ macro_rules! sql_methods {
             fn list_users(&self) -> StoreFuture<'_, Vec<UserSummary>> {
                 Box::pin(async move {
                     let rows = sqlx::query(
-                        "SELECT name, role, created_at, revoked_at, email FROM users ORDER BY name",
+                        "SELECT name, role, created_at, revoked_at, email, created_by FROM users \
+                         ORDER BY name",
                     )
                     .fetch_all(&self.pool)
                     .await?;
@@ -89,6 +93,7 @@ macro_rules! sql_methods {
                                 created_at: from_millis(row.try_get("created_at")?)?,
                                 revoked_at: opt_from_millis(row.try_get("revoked_at")?)?,
                                 email: row.try_get("email")?,
+                                created_by: row.try_get("created_by")?,
                             })
                         })
                         .collect()
@@ -114,23 +119,79 @@ macro_rules! sql_methods {
 
             fn add_enrollment_token<'a>(
                 &'a self,
-                token_hash: &'a TokenHash,
-                expires_at: Option<OffsetDateTime>,
-                max_uses: Option<u32>,
+                token: &'a crate::store::EnrollmentTokenRecord,
                 now: OffsetDateTime,
             ) -> StoreFuture<'a, ()> {
                 Box::pin(async move {
                     sqlx::query(
-                        "INSERT INTO enrollment_tokens (token_hash, created_at, expires_at, max_uses) \
-                         VALUES ($1, $2, $3, $4)",
+                        "INSERT INTO enrollment_tokens (token_hash, created_at, expires_at, \
+                            max_uses, prefix, created_by) \
+                         VALUES ($1, $2, $3, $4, $5, $6)",
                     )
-                    .bind(token_hash.as_str())
+                    .bind(token.token_hash.as_str())
                     .bind(millis(now))
-                    .bind(expires_at.map(millis))
-                    .bind(max_uses.map(i64::from))
+                    .bind(token.expires_at.map(millis))
+                    .bind(token.max_uses.map(i64::from))
+                    .bind(&token.prefix)
+                    .bind(&token.created_by)
                     .execute(&self.pool)
                     .await?;
                     Ok(())
+                })
+            }
+
+            fn list_enrollment_tokens(
+                &self,
+            ) -> StoreFuture<'_, Vec<lifeline_shared::v1::api::EnrollmentTokenInfo>> {
+                Box::pin(async move {
+                    let rows = sqlx::query(
+                        "SELECT id, prefix, created_by, created_at, expires_at, uses, max_uses, \
+                            revoked_at \
+                         FROM enrollment_tokens ORDER BY id",
+                    )
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.iter()
+                        .map(|row| {
+                            let max_uses: Option<i64> = row.try_get("max_uses")?;
+                            Ok(lifeline_shared::v1::api::EnrollmentTokenInfo {
+                                id: to_u64(row.try_get("id")?)?,
+                                prefix: row.try_get("prefix")?,
+                                created_by: row.try_get("created_by")?,
+                                created_at: from_millis(row.try_get("created_at")?)?,
+                                expires_at: opt_from_millis(row.try_get("expires_at")?)?,
+                                uses: to_u64(row.try_get("uses")?)?,
+                                max_uses: max_uses
+                                    .map(|n| {
+                                        u32::try_from(n).map_err(|_| {
+                                            StoreError::Corrupt(format!(
+                                                "enrollment token max_uses {n}"
+                                            ))
+                                        })
+                                    })
+                                    .transpose()?,
+                                revoked_at: opt_from_millis(row.try_get("revoked_at")?)?,
+                            })
+                        })
+                        .collect()
+                })
+            }
+
+            fn revoke_enrollment_token(
+                &self,
+                id: u64,
+                now: OffsetDateTime,
+            ) -> StoreFuture<'_, bool> {
+                Box::pin(async move {
+                    let done = sqlx::query(
+                        "UPDATE enrollment_tokens SET revoked_at = $1 \
+                         WHERE id = $2 AND revoked_at IS NULL",
+                    )
+                    .bind(millis(now))
+                    .bind(to_i64(id))
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(done.rows_affected() > 0)
                 })
             }
 

@@ -137,6 +137,8 @@ macro_rules! on_every_backend {
 on_every_backend!(
     a_screenshot_is_stored_with_its_ticket,
     enrollment_token_expires_and_runs_out_of_uses,
+    enrollment_tokens_list_by_prefix_and_a_revoked_one_enrolls_nobody,
+    a_user_remembers_who_created_the_account,
     the_queue_filters_searches_and_sorts,
     same_idempotency_key_gives_the_same_ticket_and_numbers_are_sequential,
     concurrent_reports_get_distinct_numbers_and_retries_share_one,
@@ -174,11 +176,26 @@ fn at(secs: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(secs).unwrap()
 }
 
+/// An enrollment token record named `lle_x` by `admin`.
+fn token_record(
+    hash: &TokenHash,
+    expires_at: Option<OffsetDateTime>,
+    max_uses: Option<u32>,
+) -> EnrollmentTokenRecord {
+    EnrollmentTokenRecord {
+        token_hash: hash.clone(),
+        prefix: "lle_x".to_owned(),
+        created_by: "admin".to_owned(),
+        expires_at,
+        max_uses,
+    }
+}
+
 /// Enrolls machine `m1` (certificate `fp1`), at t=1000.
 async fn with_machine(store: &dyn Store) {
     let token = TokenHash::of(&Secret::new("lle_x"));
     store
-        .add_enrollment_token(&token, None, None, at(1_000))
+        .add_enrollment_token(&token_record(&token, None, None), at(1_000))
         .await
         .unwrap();
     store
@@ -243,7 +260,7 @@ async fn a_screenshot_is_stored_with_its_ticket(store: &Backend) {
 async fn enrollment_token_expires_and_runs_out_of_uses(store: &Backend) {
     let token = TokenHash::of(&Secret::new("lle_x"));
     store
-        .add_enrollment_token(&token, Some(at(2_000)), Some(1), at(1_000))
+        .add_enrollment_token(&token_record(&token, Some(at(2_000)), Some(1)), at(1_000))
         .await
         .unwrap();
     assert_eq!(
@@ -279,6 +296,78 @@ async fn enrollment_token_expires_and_runs_out_of_uses(store: &Backend) {
         Err(EnrollmentRefusal::Unknown)
     );
     assert_eq!(store.count_active_machines().await.unwrap(), 1);
+}
+
+async fn enrollment_tokens_list_by_prefix_and_a_revoked_one_enrolls_nobody(store: &Backend) {
+    let first = TokenHash::of(&Secret::new("lle_first"));
+    let second = TokenHash::of(&Secret::new("lle_second"));
+    store
+        .add_enrollment_token(&token_record(&first, None, Some(5)), at(1_000))
+        .await
+        .unwrap();
+    let named = EnrollmentTokenRecord {
+        prefix: "lle_0123abcd".to_owned(),
+        created_by: "root".to_owned(),
+        ..token_record(&second, Some(at(9_000)), None)
+    };
+    store.add_enrollment_token(&named, at(1_100)).await.unwrap();
+    store
+        .enroll(&second, &enrollment("m1", "fp1"), at(1_200))
+        .await
+        .unwrap();
+    let listed = store.list_enrollment_tokens().await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let two = &listed[1];
+    assert_eq!(two.prefix.as_deref(), Some("lle_0123abcd"));
+    assert_eq!(two.created_by.as_deref(), Some("root"));
+    assert_eq!(
+        (two.created_at, two.expires_at, two.uses, two.max_uses),
+        (at(1_100), Some(at(9_000)), 1, None)
+    );
+    assert_eq!((listed[0].max_uses, listed[0].uses), (Some(5), 0));
+    assert_eq!(listed[0].revoked_at, None);
+
+    assert!(store.revoke_enrollment_token(two.id, at(1_300)).await.unwrap());
+    assert!(!store.revoke_enrollment_token(two.id, at(1_400)).await.unwrap());
+    assert!(!store.revoke_enrollment_token(999, at(1_400)).await.unwrap());
+    assert_eq!(
+        store.check_enrollment_token(&second, at(1_500)).await.unwrap(),
+        Err(EnrollmentRefusal::Revoked)
+    );
+    assert!(matches!(
+        store
+            .enroll(&second, &enrollment("m2", "fp2"), at(1_500))
+            .await,
+        Err(StoreError::Enrollment(EnrollmentRefusal::Revoked))
+    ));
+    // The other token still works; the machine it enrolled stays enrolled.
+    assert_eq!(
+        store.check_enrollment_token(&first, at(1_500)).await.unwrap(),
+        Ok(())
+    );
+    assert_eq!(store.count_active_machines().await.unwrap(), 1);
+    let listed = store.list_enrollment_tokens().await.unwrap();
+    assert_eq!(listed[1].revoked_at, Some(at(1_300)));
+    assert_eq!(listed[0].revoked_at, None);
+}
+
+async fn a_user_remembers_who_created_the_account(store: &Backend) {
+    for (name, by) in [("root", None), ("alice", Some("root")), ("mallory", Some("alice"))] {
+        let token = TokenHash::of(&Secret::new(format!("llu_{name}")));
+        store
+            .add_user(name, Role::Admin, &token, by, at(1_000))
+            .await
+            .unwrap();
+    }
+    let users = store.list_users().await.unwrap();
+    let created: Vec<(&str, Option<&str>)> = users
+        .iter()
+        .map(|u| (u.name.as_str(), u.created_by.as_deref()))
+        .collect();
+    assert_eq!(
+        created,
+        [("alice", Some("root")), ("mallory", Some("alice")), ("root", None)]
+    );
 }
 
 async fn the_queue_filters_searches_and_sorts(store: &Backend) {
@@ -393,7 +482,7 @@ async fn concurrent_reports_get_distinct_numbers_and_retries_share_one(b: &Backe
 async fn pending_machine_is_approved_once_and_revoked_stays_revoked(store: &Backend) {
     let token = TokenHash::of(&Secret::new("lle_x"));
     store
-        .add_enrollment_token(&token, None, None, at(1_000))
+        .add_enrollment_token(&token_record(&token, None, None), at(1_000))
         .await
         .unwrap();
     let pending = Enrollment {
@@ -530,7 +619,7 @@ async fn resolving_sets_and_reopening_clears_resolved_at(store: &Backend) {
 async fn with_two_machines(store: &dyn Store) {
     let grant = TokenHash::of(&Secret::new("lle_w"));
     store
-        .add_enrollment_token(&grant, None, None, at(0))
+        .add_enrollment_token(&token_record(&grant, None, None), at(0))
         .await
         .unwrap();
     for (id, fp) in [("m1", "f1"), ("m2", "f2")] {
@@ -785,19 +874,19 @@ async fn users_are_unique_and_revoked_users_stay_known(store: &Backend) {
     assert!(!store.has_admin().await.unwrap());
     let alice = TokenHash::of(&Secret::new("llu_alice"));
     store
-        .add_user("alice", Role::Admin, &alice, at(1_000))
+        .add_user("alice", Role::Admin, &alice, None, at(1_000))
         .await
         .unwrap();
     let bob = TokenHash::of(&Secret::new("llu_bob"));
     store
-        .add_user("bob", Role::Technician, &bob, at(1_100))
+        .add_user("bob", Role::Technician, &bob, None, at(1_100))
         .await
         .unwrap();
     assert!(store.has_admin().await.unwrap());
     let other = TokenHash::of(&Secret::new("llu_other"));
     assert!(matches!(
         store
-            .add_user("alice", Role::Technician, &other, at(1_200))
+            .add_user("alice", Role::Technician, &other, None, at(1_200))
             .await,
         Err(StoreError::UserExists(name)) if name == "alice"
     ));
@@ -1065,7 +1154,7 @@ async fn runs_wait_for_approval_dispatch_once_and_end_on_their_ticket(store: &Ba
 async fn web_sessions_follow_their_user_and_end_when_stale(store: &Backend) {
     let alice = TokenHash::of(&Secret::new("llu_alice"));
     store
-        .add_user("alice", Role::Technician, &alice, at(1_000))
+        .add_user("alice", Role::Technician, &alice, None, at(1_000))
         .await
         .unwrap();
     let session = |id: &str, expires| NewWebSession {
@@ -1542,7 +1631,7 @@ async fn a_feedback_answer_is_taken_once_and_a_no_reopens_the_ticket(store: &Bac
 async fn users_have_an_email_address_until_revoked(store: &Backend) {
     let token = TokenHash::of(&Secret::new("llt_a"));
     store
-        .add_user("alice", Role::Technician, &token, at(1))
+        .add_user("alice", Role::Technician, &token, None, at(1))
         .await
         .unwrap();
     assert_eq!(store.user_email("alice").await.unwrap(), None);

@@ -51,6 +51,7 @@ pub mod paths {
     pub const ADMIN_MACHINES: &str = "/admin/machines";
     pub const MACHINE_APPROVE: &str = "/admin/machines/{id}/approve";
     pub const MACHINE_REVOKE: &str = "/admin/machines/{id}/revoke";
+    pub const ENROLLMENT_TOKEN_REVOKE: &str = "/admin/enrollment-tokens/{prefix}/revoke";
     pub const CATALOG: &str = "/admin/catalog";
     pub const AUDIT: &str = "/admin/audit";
     // Service levels and escalation (issue 9).
@@ -66,6 +67,12 @@ const STYLESHEET: &str = include_str!("../../templates/console.css");
 /// no script at all, no framing.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; \
      img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// HSTS on every answer: the collector serves HTTPS only, so a browser that has seen it once
+/// never tries plain HTTP to that name again (a downgrade on a hostile network). One year, without
+/// `includeSubDomains`: the collector does not speak for other hosts under its name. Browsers
+/// ignore it for IP addresses; for `localhost` it covers every port of that name.
+pub const STRICT_TRANSPORT_SECURITY: &str = "max-age=31536000";
 
 pub fn routes() -> Router<AppState> {
     use pages::{admin, machines, queue, runs, ticket};
@@ -90,6 +97,10 @@ pub fn routes() -> Router<AppState> {
         .route(paths::ADMIN_MACHINES, get(admin::machines))
         .route(paths::MACHINE_APPROVE, post(admin::approve_machine))
         .route(paths::MACHINE_REVOKE, post(admin::revoke_machine))
+        .route(
+            paths::ENROLLMENT_TOKEN_REVOKE,
+            post(admin::revoke_enrollment_token),
+        )
         .route(paths::CATALOG, get(admin::catalog))
         .route(paths::AUDIT, get(admin::audit))
         // Service levels and escalation (issue 9).
@@ -108,8 +119,8 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
-/// Middleware for every answer of the collector (console and API alike): the CSP and the usual
-/// hardening headers; `Cache-Control: no-store` unless the handler chose a cache policy.
+/// Middleware for every answer of the collector (console and API alike): the CSP, HSTS and the
+/// usual hardening headers; `Cache-Control: no-store` unless the handler chose a cache policy.
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
@@ -126,6 +137,10 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
         HeaderValue::from_static("no-referrer"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(STRICT_TRANSPORT_SECURITY),
+    );
     if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

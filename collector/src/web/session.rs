@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use super::{PageError, csrf, paths, render};
 use crate::audit::{self, Event};
 use crate::http::AppState;
-use crate::http::auth::{Access, StaffIdentity, staff_identity};
+use crate::http::auth::{Access, StaffIdentity, peer_address, staff_identity};
 use crate::http::error::ApiError;
 use crate::secret::{Secret, TokenHash, hex, random_bytes};
 use crate::store::{NewWebSession, WebSessionRecord};
@@ -124,6 +124,16 @@ pub async fn admit(state: &AppState, access: Access, request: Request, next: Nex
         Err(error) => return PageError::from(error).into_response(),
     };
     if access == Access::SessionAdmin && session.role != Role::Admin {
+        // Someone named, above their role: audited every time, like the API's refusal.
+        let route = format!("{} {}", request.method(), request.uri().path());
+        let event = Event::new(&session.user, "auth.forbidden")
+            .subject(format!("user:{}", session.user))
+            .detail(json!({
+                "route": route,
+                "role": session.role,
+                "needs": Role::Admin,
+            }));
+        audit::record_refusal(state, "console session", event, peer_address(&request)).await;
         return PageError::new(
             StatusCode::FORBIDDEN,
             format!(
@@ -209,11 +219,12 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Result<Re
             "this sign-in was sent from another site; it was refused",
         ));
     }
+    let source = peer_address(&request);
     let form =
         <Form<LoginForm> as axum::extract::FromRequest<()>>::from_request(request, &()).await;
     let LoginForm { token } = super::form(form)?;
     let token = Secret::new(token.trim());
-    let staff = match staff_identity(&state, "POST /login", &token).await {
+    let staff = match staff_identity(&state, "POST /login", &token, source).await {
         Ok(staff) => staff,
         Err(ApiError::Unauthorized(_)) => {
             return Ok(render(

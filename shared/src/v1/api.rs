@@ -48,7 +48,11 @@ pub mod paths {
     pub const TICKET_SCREENSHOT: &str = "/api/v1/tickets/{n}/screenshot";
     pub const MACHINES: &str = "/api/v1/machines";
     pub const USERS: &str = "/api/v1/users";
+    /// `POST` to create an enrollment token; `GET` the list (never the tokens themselves).
     pub const ENROLLMENT_TOKENS: &str = "/api/v1/enrollment-tokens";
+    /// `POST` to revoke the enrollment token named by its prefix (or its id, for tokens made
+    /// before prefixes were stored).
+    pub const ENROLLMENT_TOKEN_REVOKE: &str = "/api/v1/enrollment-tokens/{prefix}/revoke";
     /// `POST` how a delivered run is going: `/api/v1/agent/work/{id}/progress`.
     pub const AGENT_WORK_PROGRESS: &str = "/api/v1/agent/work/{id}/progress";
     /// `GET` the published catalog; `POST` a signed catalog to publish it.
@@ -606,6 +610,9 @@ pub struct UserSummary {
     /// Where notifications go (issue 9).
     #[serde(default)]
     pub email: Option<String>,
+    /// The admin who created the account; none for the first admin and older accounts.
+    #[serde(default)]
+    pub created_by: Option<String>,
 }
 
 /// Answer to `POST /api/v1/users`: the bearer token, shown this once and stored only as a hash.
@@ -635,9 +642,35 @@ pub struct NewEnrollmentToken {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnrollmentTokenCreated {
     pub token: String,
+    /// The token's first characters, which name it in the list and to revoke it.
+    #[serde(default)]
+    pub prefix: String,
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
     pub max_uses: Option<u32>,
+}
+
+/// An enrollment token as `GET /api/v1/enrollment-tokens` lists it: never the token, only its
+/// first characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EnrollmentTokenInfo {
+    pub id: u64,
+    /// `lle_` and the next 8 characters; none for tokens made before prefixes were stored
+    /// (revoke those by id).
+    pub prefix: Option<String>,
+    /// The admin who created it (`collector`: the token printed at first start).
+    pub created_by: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// Never when absent.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    pub uses: u64,
+    /// Unlimited when absent.
+    pub max_uses: Option<u32>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 /// How many of its newest tickets an agent gets from `GET /api/v1/agent/tickets`.

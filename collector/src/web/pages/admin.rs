@@ -1,4 +1,5 @@
-//! Admin pages: the approval queue, users and their tokens, enrolled machines, the catalog.
+//! Admin pages: the approval queue, users and their tokens, enrolled machines and enrollment
+//! tokens, the catalog.
 //!
 //! Every change is the API handler's (`http::actions`, `http::users`, `http::machines`), so
 //! "nobody approves their own request", "nobody revokes themselves" and the audit events hold
@@ -10,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
 use lifeline_shared::v1::actions::Decision;
-use lifeline_shared::v1::api::{NewUser, Role};
+use lifeline_shared::v1::api::{EnrollmentTokenInfo, NewUser, Role};
 use serde::Deserialize;
 
 use super::runs::RunView;
@@ -19,7 +20,8 @@ use crate::http::actions::run_status_of;
 use crate::http::error::ApiError;
 use crate::http::work::is_online;
 use crate::http::{
-    AppState, actions, audit as api_audit, machines as api_machines, users as api_users,
+    AppState, actions, audit as api_audit, enroll as api_enroll, machines as api_machines,
+    users as api_users,
 };
 use crate::store::RunFilter;
 use crate::web::session::ConsoleUser;
@@ -234,11 +236,53 @@ struct EnrolledRow {
     certificate_until: String,
 }
 
+/// An enrollment token as the machines page lists it (never the token itself).
+#[derive(Debug)]
+struct TokenRow {
+    /// What names it in the revoke form: the prefix, or the id for tokens without one.
+    name: String,
+    /// False for a token named by its id.
+    is_prefix: bool,
+    created_by: String,
+    created: String,
+    expires: String,
+    uses: String,
+    /// `active`, `expired`, `used up` or `revoked`.
+    state: &'static str,
+}
+
+impl TokenRow {
+    fn of(t: &EnrollmentTokenInfo, now: time::OffsetDateTime) -> TokenRow {
+        let state = if t.revoked_at.is_some() {
+            "revoked"
+        } else if t.expires_at.is_some_and(|at| at <= now) {
+            "expired"
+        } else if t.max_uses.is_some_and(|max| t.uses >= u64::from(max)) {
+            "used up"
+        } else {
+            "active"
+        };
+        TokenRow {
+            name: t.prefix.clone().unwrap_or_else(|| t.id.to_string()),
+            is_prefix: t.prefix.is_some(),
+            created_by: t.created_by.clone().unwrap_or_else(|| "-".to_owned()),
+            created: when(t.created_at),
+            expires: t.expires_at.map_or_else(|| "never".to_owned(), when),
+            uses: match t.max_uses {
+                Some(max) => format!("{} of {max}", t.uses),
+                None => t.uses.to_string(),
+            },
+            state,
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "admin_machines.html")]
 struct EnrolledPage {
     nav: Nav,
     machines: Vec<EnrolledRow>,
+    tokens: Vec<TokenRow>,
 }
 
 /// `GET /admin/machines`.
@@ -262,13 +306,35 @@ pub async fn machines(
             hostname: m.hostname,
         })
         .collect();
+    let tokens = state
+        .store
+        .list_enrollment_tokens()
+        .await?
+        .iter()
+        .rev()
+        .map(|t| TokenRow::of(t, now))
+        .collect();
     Ok(render(
         StatusCode::OK,
         &EnrolledPage {
             nav: Nav::new(&user, "admin-machines"),
             machines,
+            tokens,
         },
     ))
+}
+
+/// `POST /admin/enrollment-tokens/{prefix}/revoke`: through the API's own handler (same
+/// checks, same audit entry).
+pub async fn revoke_enrollment_token(
+    State(state): State<AppState>,
+    Extension(user): Extension<ConsoleUser>,
+    Path(prefix): Path<String>,
+) -> Result<Response, PageError> {
+    let _answer =
+        api_enroll::revoke_enrollment_token(State(state), Extension(user.staff()), Path(prefix))
+            .await?;
+    Ok(Redirect::to(paths::ADMIN_MACHINES).into_response())
 }
 
 /// `POST /admin/machines/{id}/approve`: a machine enrolled under `--enrollment approve` may talk
