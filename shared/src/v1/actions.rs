@@ -90,7 +90,7 @@ pub struct TrustedKeyInfo {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ParamInfo {
     pub name: String,
-    /// `enum`, `integer`, `string`, `unit` or `pid`.
+    /// `enum`, `integer`, `string`, `unit`, `service` or `pid`.
     #[serde(rename = "type")]
     pub kind: String,
     /// What values fit, in words: `one of: loud, quiet`, `50 to 4096`, ...
@@ -128,7 +128,7 @@ impl ParamInfo {
             ParamType::String { max_len, .. } => {
                 info.max_len = Some(u64::try_from(*max_len).unwrap_or(u64::MAX));
             }
-            ParamType::Unit => {}
+            ParamType::Unit | ParamType::Service => {}
         }
         info
     }

@@ -27,7 +27,7 @@
 //!
 //! [action.params.size]
 //! type = "integer"                 # enum (values) | integer (min, max) |
-//! min = 50                         # string (pattern, max_len) | unit | pid
+//! min = 50                         # string (pattern, max_len) | unit | service | pid
 //! max = 4096
 //! ```
 //!
@@ -41,8 +41,16 @@
 //! [`Action::validate_params`] is the only way to a [`ValidatedParams`]; [`Action::argv`] expands
 //! the template with those values by plain string replacement. The program is executed directly,
 //! so a value is always exactly one argument or part of one, whatever characters it holds; the
-//! parameter types additionally keep out control characters, leading `-`, and anything the
-//! admin's pattern does not allow (see [`ParamType`]).
+//! parameter types additionally keep out control and invisible characters, leading `-`, units
+//! that reboot the machine or end sessions, and anything the admin's pattern does not match as a
+//! whole (see [`ParamType`]).
+//!
+//! # The lint
+//!
+//! [`lint`] reports parameters that reach, at a lower risk or without consent, what another
+//! action of the same catalog does with a higher risk or with consent (a medium `systemctl
+//! restart {unit}` whose pattern accepts `reboot.target` next to a high-risk `reboot`).
+//! `catalog sign` prints its warnings.
 //!
 //! # Canonical encoding
 //!
@@ -60,7 +68,7 @@
 //!                                              enum: list of values (in catalog order)
 //!                                              integer: min i64, max i64
 //!                                              string: pattern string, max_len u64
-//!                                              unit, pid: nothing
+//!                                              unit, service, pid: nothing
 //! timeout_secs, output_limit_bytes           u64
 //! risk                                       string ("low", "medium", "high")
 //! consent                                    bool
@@ -103,13 +111,16 @@ use serde_json::Value;
 
 use crate::v1::snapshot::SectionName;
 
+mod lint;
 mod params;
 mod signing;
 
+pub use lint::{Effect, LintWarning, lint};
 pub use params::{
     ArgTemplate, ENUM_VALUE_MAX_LEN, ENUM_VALUES_MAX, PARAM_NAME_MAX_LEN, PATTERN_MAX_LEN, PID_MAX,
-    ParamName, ParamType, ParamsError, UNIT_NAME_MAX_LEN, UNIT_SUFFIXES, UnitName, VALUE_MAX_LEN,
-    ValidatedParams, split_param,
+    ParamName, ParamType, ParamsError, SESSION_PROCESSES, UNIT_NAME_MAX_LEN, UNIT_SUFFIXES,
+    UnitHazard, UnitName, VALUE_MAX_LEN, ValidatedParams, is_session_process, split_param,
+    unit_hazard,
 };
 pub use signing::{
     BadKeyId, KEY_ENDORSEMENT_FORMAT, KeyEndorsement, KeyError, KeyId, PublicKey, RollbackError,
@@ -316,6 +327,7 @@ enum ParamKind {
     Integer,
     String,
     Unit,
+    Service,
     Pid,
 }
 
@@ -360,6 +372,7 @@ impl ParamSource {
             ParamKind::Integer => (&["min", "max"], "an integer"),
             ParamKind::String => (&["pattern", "max_len"], "a string"),
             ParamKind::Unit => (&[], "a unit"),
+            ParamKind::Service => (&[], "a service"),
             ParamKind::Pid => (&[], "a pid"),
         };
         if let Some((key, _)) = given.iter().find(|(k, set)| *set && !wanted.contains(k)) {
@@ -377,6 +390,7 @@ impl ParamSource {
                 max_len.ok_or_else(|| missing("max_len"))?,
             ),
             ParamKind::Unit => Ok(ParamType::Unit),
+            ParamKind::Service => Ok(ParamType::Service),
             ParamKind::Pid => Ok(ParamType::Pid),
         }
     }
@@ -410,6 +424,7 @@ impl From<&ParamType> for ParamSource {
                 source.max_len = Some(*max_len);
             }
             ParamType::Unit => source.kind = ParamKind::Unit,
+            ParamType::Service => source.kind = ParamKind::Service,
             ParamType::Pid => source.kind = ParamKind::Pid,
         }
         source
@@ -622,6 +637,8 @@ impl Action {
             .collect::<Result<Vec<_>, _>>()
             .map_err(action_err)?;
 
+        check_find_exec(&program, &args).map_err(action_err)?;
+
         if params.len() > PARAMS_MAX {
             return Err(action_err(format!(
                 "params: {} parameters; at most {PARAMS_MAX} are allowed",
@@ -760,7 +777,8 @@ fn check_text(field: &str, text: &str, max: usize, multi_line: bool) -> Result<(
         .find(|&(_, c)| params::is_forbidden_char(c) && !allowed(c))
     {
         return Err(format!(
-            "{field} contains the control or invisible character {c:?} at byte {at}"
+            "{field} contains the control or invisible character {} at byte {at}",
+            params::code_point(c)
         ));
     }
     Ok(())
@@ -801,40 +819,196 @@ fn check_program(program: &str) -> Result<(), String> {
         ));
     }
     let name = rest.rsplit(['/', '\\']).next().unwrap_or(rest);
-    if COMMAND_RUNNERS.contains(&name.to_ascii_lowercase().as_str()) {
+    if let Some(runner) = command_runner(name) {
         return Err(format!(
-            "{} is a shell or command runner; an action runs one fixed program, never a command \
-             line built from parameters",
+            "{} is a shell, interpreter or command runner ({runner}); an action runs one fixed \
+             program, never a command line or code built from parameters",
             quoted(program)
         ));
     }
     Ok(())
 }
 
-/// Programs that would turn a parameter into a command line of its own. Refusing them keeps an
-/// admin from writing `sh -c {command}` by accident; interpreters given code in a parameter
-/// (`python3 -c {code}`) are just as bad and are left to review (docs/catalog.md).
+/// `find` is allowed as a program, but not its `-exec` family: that runs a command line of its
+/// own, which belongs in an action of its own.
+fn check_find_exec(program: &str, args: &[ArgTemplate]) -> Result<(), String> {
+    let base = program.rsplit(['/', '\\']).next().unwrap_or(program);
+    let base = base.to_ascii_lowercase();
+    if base != "find" && base != "find.exe" {
+        return Ok(());
+    }
+    match args
+        .iter()
+        .find(|arg| matches!(arg.as_str(), "-exec" | "-execdir" | "-ok" | "-okdir"))
+    {
+        Some(arg) => Err(format!(
+            "args: find {} runs a command line of its own; make that command its own action",
+            arg.as_str()
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The entry of [`COMMAND_RUNNERS`] a program's base name is, if any. Case-insensitive, without a
+/// Windows extension (`.exe`, `.com`), and with or without a version suffix (`python3.11`,
+/// `lua5.4`, `tclsh8.6`, `gawk-5.1` all count as their base name). Windows batch files
+/// (`.bat`, `.cmd`) and script files for a host (`.ps1`, `.vbs`, `.js`, ...) count as the
+/// interpreter that runs them.
+fn command_runner(base_name: &str) -> Option<&'static str> {
+    let lower = base_name.to_ascii_lowercase();
+    if let Some((_, ext)) = lower.rsplit_once('.') {
+        let host = match ext {
+            "bat" | "cmd" => Some("cmd.exe"),
+            "ps1" | "psm1" => Some("powershell"),
+            "vbs" | "vbe" | "js" | "jse" | "wsf" | "wsh" => Some("wscript"),
+            "hta" => Some("mshta"),
+            _ => None,
+        };
+        if host.is_some() {
+            return host;
+        }
+    }
+    let stem = lower
+        .strip_suffix(".exe")
+        .or_else(|| lower.strip_suffix(".com"))
+        .unwrap_or(&lower);
+    let unversioned =
+        stem.trim_end_matches(|c: char| c.is_ascii_digit() || matches!(c, '.' | '-' | '_'));
+    COMMAND_RUNNERS
+        .iter()
+        .find(|runner| **runner == stem || **runner == unversioned)
+        .copied()
+}
+
+/// Programs refused as an action's `program`, because whatever they are given (in a fixed
+/// argument or a parameter) becomes another program's command line or code, and the catalog's
+/// promise — one reviewed program with checked arguments — would no longer hold. Also refused:
+/// a program whose base name matches one of these with a version suffix (see [`command_runner`]).
+///
+/// Not here, by judgement: `find` (its `-exec`/`-ok` take arguments that start with `-`, which no
+/// parameter value can, so only an admin's own `-exec` in `args` runs a command, and that is
+/// checked separately); `systemctl`, `loginctl` and `kill` (they act on units, sessions and
+/// processes, which the parameter types and `catalog sign`'s lint cover); `ssh` (it runs
+/// commands elsewhere, not here). A symlink with an innocent name that points at one of these
+/// is not caught: review the paths you sign.
 const COMMAND_RUNNERS: &[&str] = &[
+    // Shells: their arguments are command lines.
     "sh",
+    "ash",
     "bash",
+    "rbash",
     "dash",
     "zsh",
     "ksh",
     "mksh",
+    "pdksh",
+    "oksh",
+    "yash",
+    "hush",
+    "msh",
     "fish",
     "csh",
     "tcsh",
+    "elvish",
+    "nu",
+    "xonsh",
+    "cmd",
+    "powershell",
+    "pwsh",
+    // Multi-call binaries: the first argument picks the applet, a shell among them.
     "busybox",
+    "toybox",
+    // Run the program named in their arguments, with other privileges, limits or surroundings.
     "env",
     "sudo",
+    "sudoedit",
     "su",
     "doas",
     "pkexec",
+    "run0",
+    "runuser",
+    "setpriv",
+    "capsh",
+    "sg",
+    "newgrp",
+    "systemd-run",
+    "systemd-nspawn",
+    "setsid",
+    "nohup",
+    "timeout",
+    "time",
+    "nice",
+    "renice",
+    "ionice",
+    "chrt",
+    "taskset",
+    "numactl",
+    "prlimit",
+    "cgexec",
+    "stdbuf",
+    "unbuffer",
+    "chroot",
+    "unshare",
+    "nsenter",
+    "firejail",
+    "bwrap",
+    "flock",
+    "script",
+    "watch",
     "xargs",
-    "cmd.exe",
-    "powershell.exe",
-    "pwsh",
-    "pwsh.exe",
+    "parallel",
+    "strace",
+    "ltrace",
+    "gdb",
+    "at",
+    "batch",
+    // Interpreters: an argument is code (`-c`, `-e`) or names the script to run.
+    "python",
+    "pypy",
+    "perl",
+    "ruby",
+    "irb",
+    "node",
+    "nodejs",
+    "deno",
+    "bun",
+    "php",
+    "lua",
+    "luajit",
+    "awk",
+    "gawk",
+    "mawk",
+    "nawk",
+    "tclsh",
+    "wish",
+    "expect",
+    "guile",
+    "racket",
+    "julia",
+    "rscript",
+    "r",
+    "osascript",
+    // Editors and stream editors that run shell commands from their script (`sed`'s `e`,
+    // `ed`'s `!`, `vim +cmd`).
+    "sed",
+    "ed",
+    "ex",
+    "vi",
+    "vim",
+    "nvim",
+    "emacs",
+    // Windows: script hosts and tools that start a command line given to them.
+    "wscript",
+    "cscript",
+    "mshta",
+    "rundll32",
+    "regsvr32",
+    "runas",
+    "schtasks",
+    "wmic",
+    "forfiles",
+    "psexec",
+    "wsl",
 ];
 
 /// The top level of a catalog file.
@@ -1242,17 +1416,17 @@ type = "pid"
             (
                 "program = \"/usr/bin/journalctl\"",
                 "program = \"/bin/bash\"",
-                &["unit-logs", "program", "shell or command runner"],
+                &["unit-logs", "program", "command runner"],
             ),
             (
                 "program = \"/usr/bin/journalctl\"",
                 "program = \"/usr/bin/env\"",
-                &["unit-logs", "program", "shell or command runner"],
+                &["unit-logs", "program", "command runner"],
             ),
             (
                 "program = \"/usr/bin/journalctl\"",
                 "program = 'C:\\Windows\\System32\\CMD.EXE'",
-                &["unit-logs", "program", "shell or command runner"],
+                &["unit-logs", "program", "command runner"],
             ),
             (
                 "title = \"Show a unit's logs\"",
@@ -1307,6 +1481,16 @@ type = "pid"
                 "pattern = \"[a-z][a-z0-9_.]*\"",
                 "pattern = \"[a-z\"",
                 &["greet", "parameter name", "not a valid regex"],
+            ),
+            (
+                "pattern = \"[a-z][a-z0-9_.]*\"",
+                "pattern = \"[a-z]+)|(.*\"",
+                &["greet", "parameter name", "not a valid regex"],
+            ),
+            (
+                "program = \"/usr/bin/journalctl\"\nargs = [\"-u\", \"{unit}\", \"-n\", \"{lines}\", \"--no-pager\"]",
+                "program = \"/usr/bin/find\"\nargs = [\"/tmp\", \"-exec\", \"{unit}\", \";\", \"{lines}\"]",
+                &["unit-logs", "find -exec runs a command line"],
             ),
             (
                 "max_len = 16",
@@ -1585,6 +1769,167 @@ type = "pid"
             ["/usr/bin/resolvectl", "flush-caches"]
         );
         assert_eq!(argv("reboot", &[]), ["/usr/bin/systemctl", "reboot"]);
+    }
+
+    #[test]
+    fn the_example_restart_unit_cannot_reboot_or_end_sessions() {
+        let catalog = Catalog::from_toml(EXAMPLE).unwrap();
+        let restart = catalog.action("restart-unit").unwrap();
+        assert_eq!(restart.risk(), Risk::Medium);
+        assert!(!restart.consent());
+        for unit in [
+            "reboot.target",
+            "poweroff.target",
+            "halt.target",
+            "kexec.target",
+            "rescue.target",
+            "emergency.target",
+            "shutdown.target",
+            "suspend.target",
+            "hibernate.target",
+            "hybrid-sleep.target",
+            "ctrl-alt-del.target",
+            "exit.target",
+            "default.target",
+            "graphical.target",
+            "multi-user.target",
+            "display-manager.service",
+            "gdm.service",
+            "sddm.service",
+            "lightdm.service",
+            "systemd-logind.service",
+            "dbus.service",
+            "dbus-broker.service",
+            "user@1000.service",
+            "getty@tty1.service",
+            "systemd-reboot.service",
+            "rescue.service",
+            "debug-shell.service",
+            "lifeline-agent.service",
+            "user-1000.slice",
+            "dbus.socket",
+            "home.mount",
+        ] {
+            let err = restart
+                .validate_params([("unit", unit)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("action restart-unit, parameter unit: ") && err.contains(unit),
+                "{err}"
+            );
+        }
+        let err = restart
+            .validate_params([("unit", "reboot.target")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("reboots, powers off"), "{err}");
+        let err = restart
+            .validate_params([("unit", "gdm.service")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ends desktop or login sessions"), "{err}");
+        // Reading logs takes the same type: no refused unit, whatever the program.
+        let logs = catalog.action("unit-logs").unwrap();
+        assert!(
+            logs.validate_params([("unit", "reboot.target"), ("lines", "10")])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn shells_interpreters_and_command_runners_are_refused_as_programs() {
+        let with_program = |program: &str| {
+            Catalog::from_toml(&edited(
+                "program = \"/usr/bin/journalctl\"",
+                &format!("program = {program:?}"),
+            ))
+        };
+        for runner in [
+            "/usr/bin/systemd-run",
+            "/usr/bin/run0",
+            "/usr/bin/setsid",
+            "/usr/bin/nohup",
+            "/usr/bin/timeout",
+            "/usr/bin/TIMEOUT",
+            "/usr/bin/nice",
+            "/usr/bin/ionice",
+            "/usr/bin/chrt",
+            "/usr/bin/taskset",
+            "/usr/bin/stdbuf",
+            "/usr/sbin/runuser",
+            "/bin/su",
+            "/usr/bin/doas",
+            "/usr/bin/pkexec",
+            "/usr/bin/setpriv",
+            "/usr/sbin/chroot",
+            "/usr/bin/unshare",
+            "/usr/bin/nsenter",
+            "/usr/bin/flock",
+            "/usr/bin/script",
+            "/usr/bin/watch",
+            "/usr/bin/xargs",
+            "/bin/busybox",
+            "/usr/bin/toybox",
+            "/bin/ash",
+            "/usr/bin/python3",
+            "/usr/bin/python3.11",
+            "/usr/local/bin/Python3.12",
+            "/usr/bin/perl",
+            "/usr/bin/perl5.36.0",
+            "/usr/bin/ruby3.1",
+            "/usr/bin/node",
+            "/usr/bin/php8.2",
+            "/usr/bin/lua5.4",
+            "/usr/bin/awk",
+            "/usr/bin/gawk",
+            "/usr/bin/mawk",
+            "/usr/bin/tclsh8.6",
+            "/usr/bin/expect",
+            "/bin/sed",
+            "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\PowerShell.exe",
+            "C:\\Windows\\System32\\wscript.exe",
+            "C:\\Tools\\fix.bat",
+            "C:\\Tools\\fix.CMD",
+            "C:\\Tools\\fix.ps1",
+        ] {
+            let err = with_program(runner).unwrap_err().to_string();
+            assert!(err.contains("command runner"), "{runner}: {err}");
+        }
+        for fine in [
+            "/usr/bin/systemctl",
+            "/usr/bin/journalctl",
+            "/usr/bin/resolvectl",
+            "/usr/bin/apt-get",
+            "/usr/bin/timedatectl",
+            "/usr/bin/shred",
+            "/usr/bin/nmcli",
+            "/usr/bin/find",
+            "/usr/bin/seq",
+            "/bin/kill",
+            "C:\\Windows\\System32\\ipconfig.exe",
+        ] {
+            assert!(with_program(fine).is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn a_service_parameter_round_trips_and_is_signed_as_its_own_type() {
+        let catalog = Catalog::from_toml(EXAMPLE).unwrap();
+        let restart = catalog.action("restart-unit").unwrap();
+        assert_eq!(
+            restart.params()[&"unit".parse::<ParamName>().unwrap()],
+            ParamType::Service
+        );
+        let json = serde_json::to_value(restart).unwrap();
+        assert_eq!(json["params"]["unit"]["type"], "service");
+        let back: Action = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(&back, restart);
+        // The same action with a plain unit parameter is a different signed action.
+        let mut widened = json;
+        widened["params"]["unit"]["type"] = "unit".into();
+        let widened: Action = serde_json::from_value(widened).unwrap();
+        assert_ne!(widened.canonical_bytes(1), restart.canonical_bytes(1));
     }
 
     /// Ids that findings rules suggest, read from the rules' source so a new rule cannot point at

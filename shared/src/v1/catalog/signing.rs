@@ -123,7 +123,7 @@ fn encode_action(e: &mut Encoder, action: &Action) {
                 e.str(pattern);
                 e.len(*max_len);
             }
-            ParamType::Unit | ParamType::Pid => {}
+            ParamType::Unit | ParamType::Service | ParamType::Pid => {}
         }
     }
     e.u64(*timeout_secs);
@@ -1547,6 +1547,19 @@ mod tests {
         assert_eq!(
             hex(digest::digest(&digest::SHA256, &expected).as_ref()),
             "431087de4f40a90c18b131d815d22768cff68f1b268b41824badd2b837820cc5"
+        );
+
+        // A `service` parameter is its own type name, so widening it to `unit` breaks the
+        // signature: `..., "unit", "service", <next field>`.
+        let example = Catalog::from_toml(EXAMPLE).unwrap();
+        let restart = example.action("restart-unit").unwrap().canonical_bytes(1);
+        let mut param = Vec::new();
+        string(&mut param, "unit");
+        string(&mut param, "service");
+        param.extend(120u64.to_be_bytes()); // timeout_secs follows directly
+        assert!(
+            restart.windows(param.len()).any(|w| w == param.as_slice()),
+            "the service parameter is encoded as documented"
         );
 
         let whole = catalog.canonical_bytes();
