@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
@@ -40,6 +40,7 @@ use super::AppState;
 use super::auth::{AgentIdentity, StaffIdentity};
 use super::body::{BodyLimits, read_json};
 use super::error::ApiError;
+use super::extract::{Path, Query};
 use super::machines::find;
 use super::work::{self, is_online};
 use crate::audit::{self, Event, machine_actor};
@@ -522,9 +523,8 @@ struct ListQuery {
 
 async fn list_runs(
     State(state): State<AppState>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<ListQuery>,
 ) -> Result<Json<Vec<RunStatus>>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::BadRequest(format!("bad query: {e}")))?;
     let awaiting_approval = match q.state.as_deref() {
         None => false,
         Some("awaiting_approval") => true,
@@ -562,9 +562,8 @@ struct WaitQuery {
 async fn run_status(
     State(state): State<AppState>,
     Path(id): Path<u64>,
-    query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<WaitQuery>,
 ) -> Result<Json<RunStatus>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::BadRequest(format!("bad query: {e}")))?;
     let wait = Duration::from_secs(q.wait_secs.unwrap_or(0).min(MAX_WAIT_SECS));
     let load = |now| {
         let state = state.clone();

@@ -1,8 +1,7 @@
 //! The audit log for admins: listing with filters and paging, and the collector's own check of
 //! the hash chain (for the web console; `audit verify` in the CLI checks client-side).
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use lifeline_shared::v1::api::paths;
@@ -15,6 +14,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::Query;
 use crate::store::AuditFilter;
 
 /// Longest actor name accepted in a filter.
@@ -92,9 +92,8 @@ impl ListQuery {
 
 pub(crate) async fn list(
     State(state): State<AppState>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<AuditEntry>>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     Ok(Json(state.store.list_audit(&query.filter()?).await?))
 }
 
@@ -107,9 +106,8 @@ pub struct VerifyQuery {
 
 pub(crate) async fn verify(
     State(state): State<AppState>,
-    query: Result<Query<VerifyQuery>, QueryRejection>,
+    Query(query): Query<VerifyQuery>,
 ) -> Result<Json<ChainReport>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     if let Some(head) = &query.head
         && !is_hash(head)
     {
@@ -234,7 +232,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let n = u64::from(LIST_LIMIT_MAX) + 5;
         let state = state(&dir, n).await;
-        let Json(report) = verify(State(state.clone()), Ok(Query(VerifyQuery::default())))
+        let Json(report) = verify(State(state.clone()), (Query(VerifyQuery::default())))
             .await
             .unwrap();
         assert!(report.intact, "{report:?}");
@@ -244,7 +242,7 @@ mod tests {
 
         let Json(again) = verify(
             State(state.clone()),
-            Ok(Query(VerifyQuery {
+            (Query(VerifyQuery {
                 head: Some(head.clone()),
             })),
         )
@@ -253,7 +251,7 @@ mod tests {
         assert!(again.intact);
         let Json(missing) = verify(
             State(state.clone()),
-            Ok(Query(VerifyQuery {
+            (Query(VerifyQuery {
                 head: Some("ab".repeat(32)),
             })),
         )
@@ -269,7 +267,7 @@ mod tests {
         );
         let bad = verify(
             State(state),
-            Ok(Query(VerifyQuery {
+            (Query(VerifyQuery {
                 head: Some("nope".into()),
             })),
         )
@@ -284,7 +282,7 @@ mod tests {
         let state = state(&dir, 7).await;
         let Json(page) = list(
             State(state),
-            Ok(Query(query(&[("after_seq", "2"), ("limit", "3")]))),
+            (Query(query(&[("after_seq", "2"), ("limit", "3")]))),
         )
         .await
         .unwrap();

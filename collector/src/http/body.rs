@@ -62,6 +62,7 @@ pub async fn read_json<T: DeserializeOwned>(
             .await
             .map_err(ApiError::internal)??,
     };
+    require_object(&decoded)?;
     let mut deserializer = serde_json::Deserializer::from_slice(&decoded);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
@@ -75,6 +76,24 @@ pub async fn read_json<T: DeserializeOwned>(
         .end()
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
     Ok(value)
+}
+
+/// Every JSON body of this API is an object. serde's derived structs also accept an array of the
+/// field values (`[null, null]` for two optional fields), which the OpenAPI document does not
+/// allow, so anything but an object is refused here, by its first byte: no second parse.
+fn require_object(json: &[u8]) -> Result<(), ApiError> {
+    let first = json
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    match first {
+        Some(b'{') => Ok(()),
+        None => Err(ApiError::BadRequest(
+            "invalid JSON body: the body is empty; expected a JSON object".to_owned(),
+        )),
+        Some(_) => Err(ApiError::BadRequest(
+            "invalid JSON body: expected a JSON object".to_owned(),
+        )),
+    }
 }
 
 /// Reads at most `limit` bytes. A body over the limit is still drained (up to [`DRAIN_LIMIT`])
@@ -186,6 +205,17 @@ mod tests {
             inflate_zstd(b"not zstd at all", 1024),
             Err(ApiError::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn only_objects_are_json_bodies() {
+        assert!(require_object(b" \r\n\t{\"a\": 1}").is_ok());
+        for bad in [&b"[null, null]"[..], b"null", b"42", b"\"x\"", b"", b"  \n"] {
+            let Err(ApiError::BadRequest(message)) = require_object(bad) else {
+                panic!("{:?} was accepted", String::from_utf8_lossy(bad));
+            };
+            assert!(message.contains("JSON object"), "{message}");
+        }
     }
 
     #[test]

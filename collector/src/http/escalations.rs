@@ -3,7 +3,7 @@
 //! reopened instead. Without an assignee the ticket waits in the new tier's queue.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
@@ -15,7 +15,8 @@ use super::AppState;
 use super::auth::StaffIdentity;
 use super::body::{BodyLimits, read_json};
 use super::error::ApiError;
-use super::tickets::{check_assignee, ticket_detail, ticket_number};
+use super::extract::Path;
+use super::tickets::{check_assignee, ticket_detail};
 use crate::audit::{self, Event};
 use crate::store::{EscalateOutcome, Escalation};
 
@@ -51,11 +52,10 @@ fn check_reason(reason: &str) -> Result<String, ApiError> {
 pub(crate) async fn escalate(
     State(state): State<AppState>,
     Extension(staff): Extension<StaffIdentity>,
-    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+    Path(n): Path<u64>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<TicketDetail>, ApiError> {
-    let n = ticket_number(path)?;
     let request: EscalateRequest = read_json(&headers, body, BodyLimits::SMALL).await?;
     let reason = check_reason(&request.reason)?;
     let assignee = request

@@ -7,7 +7,7 @@
 //! is noted in the timeline. Both count in `lifeline_feedback_total` and go to the webhooks.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
@@ -18,6 +18,7 @@ use super::AppState;
 use super::auth::AgentIdentity;
 use super::body::{BodyLimits, read_json};
 use super::error::ApiError;
+use super::extract::Path;
 use crate::audit::{self, Event};
 use crate::store::FeedbackRefusal;
 
@@ -41,13 +42,10 @@ fn note(fixed: bool, comment: Option<&str>) -> String {
 async fn give_feedback(
     State(state): State<AppState>,
     Extension(agent): Extension<AgentIdentity>,
-    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+    Path(n): Path<u64>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<FeedbackRecorded>, ApiError> {
-    let Path(n) = path.map_err(|_| {
-        ApiError::BadRequest("ticket number must be a positive whole number".to_owned())
-    })?;
     let answer: NewFeedback = read_json(&headers, body, BodyLimits::SMALL).await?;
     let comment = answer.checked_comment().map_err(ApiError::BadRequest)?;
     let recorded = state

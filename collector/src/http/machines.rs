@@ -1,6 +1,6 @@
 //! Machines: the list and detail technicians see, an agent's view of itself, revocation.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use lifeline_shared::v1::api::{MachineDetail, MachineStatus, MachineSummary, VitalsSample, paths};
@@ -10,6 +10,7 @@ use serde_json::json;
 use super::AppState;
 use super::auth::{AgentIdentity, StaffIdentity};
 use super::error::ApiError;
+use super::extract::Path;
 use super::work::is_online;
 use crate::audit::{self, Event, machine_actor};
 

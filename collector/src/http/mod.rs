@@ -11,6 +11,7 @@ pub mod auth;
 pub mod body;
 pub mod enroll;
 pub mod error;
+pub mod extract;
 // Service levels and escalation (issue 9).
 pub mod escalations;
 pub mod machines;

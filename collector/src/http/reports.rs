@@ -7,7 +7,7 @@
 
 use std::sync::Mutex;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use lifeline_shared::v1::actions::RunState;
@@ -24,6 +24,7 @@ use time::OffsetDateTime;
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::{Path, Query};
 use crate::reports::{ReportFacts, RunFacts};
 use crate::store::RunRecord;
 use crate::{knowledge, reports};
@@ -43,14 +44,6 @@ pub fn routes() -> Router<AppState> {
         .route(paths::REPORTS_RECURRING, get(recurring))
         .route(paths::REPORTS_SUMMARY, get(summary))
         .route(paths::KB, get(kb))
-}
-
-type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
-
-fn query<T>(query: QueryResult<T>) -> Result<T, ApiError> {
-    query
-        .map(|Query(q)| q)
-        .map_err(|e| ApiError::BadRequest(e.body_text()))
 }
 
 /// `limit`, from 1 to [`LIST_LIMIT_MAX`].
@@ -149,13 +142,9 @@ pub async fn similar_of(state: &AppState, n: u64, limit: u32) -> Result<SimilarT
 /// `GET /api/v1/tickets/{n}/similar?limit=N`.
 async fn similar(
     State(state): State<AppState>,
-    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
-    q: QueryResult<LimitQuery>,
+    Path(n): Path<u64>,
+    Query(q): Query<LimitQuery>,
 ) -> Result<Json<SimilarTickets>, ApiError> {
-    let Path(n) = path.map_err(|_| {
-        ApiError::BadRequest("ticket number must be a positive whole number".to_owned())
-    })?;
-    let q = query(q)?;
     let limit = limit(q.limit, SIMILAR_DEFAULT_LIMIT)?;
     Ok(Json(similar_of(&state, n, limit).await?))
 }
@@ -197,9 +186,8 @@ pub async fn recurring_report(
 /// `GET /api/v1/reports/recurring?since=30d&limit=N`.
 async fn recurring(
     State(state): State<AppState>,
-    q: QueryResult<WindowQuery>,
+    Query(q): Query<WindowQuery>,
 ) -> Result<Json<RecurringReport>, ApiError> {
-    let q = query(q)?;
     let window = window(q.since.as_deref(), RECURRING_DEFAULT_WINDOW)?;
     let limit = limit(q.limit, LIST_DEFAULT_LIMIT)?;
     Ok(Json(recurring_report(&state, window, limit).await?))
@@ -230,9 +218,8 @@ pub async fn summary_report(state: &AppState, window: Window) -> Result<Summary,
 /// `GET /api/v1/reports/summary?since=7d`.
 async fn summary(
     State(state): State<AppState>,
-    q: QueryResult<WindowQuery>,
+    Query(q): Query<WindowQuery>,
 ) -> Result<Json<Summary>, ApiError> {
-    let q = query(q)?;
     if q.limit.is_some() {
         return Err(ApiError::BadRequest(
             "limit is not a parameter of the summary".to_owned(),
@@ -253,9 +240,8 @@ pub async fn kb_search(state: &AppState, q: &str, limit: u32) -> Result<KbResult
 /// `GET /api/v1/kb?q=TEXT&limit=N`.
 async fn kb(
     State(state): State<AppState>,
-    q: QueryResult<KbQuery>,
+    Query(q): Query<KbQuery>,
 ) -> Result<Json<KbResults>, ApiError> {
-    let q = query(q)?;
     let limit = limit(q.limit, LIST_DEFAULT_LIMIT)?;
     let text = q.q.unwrap_or_default();
     Ok(Json(kb_search(&state, &text, limit).await?))

@@ -5,7 +5,7 @@
 //! trusted. The idempotency key is scoped to the machine, so a retry returns the same number.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -20,6 +20,7 @@ use super::AppState;
 use super::auth::{AgentIdentity, StaffIdentity};
 use super::body::{BodyLimits, read_json};
 use super::error::ApiError;
+use super::extract::{Path, Query};
 use crate::store::TicketRecord;
 
 /// Longest OS user name we record.
@@ -138,21 +139,11 @@ async fn file_ticket(
 
 async fn list_tickets(
     State(state): State<AppState>,
-    query: Result<Query<TicketFilter>, axum::extract::rejection::QueryRejection>,
+    Query(filter): Query<TicketFilter>,
 ) -> Result<Json<Vec<TicketSummary>>, ApiError> {
-    let Query(filter) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     Ok(Json(
         state.store.list_tickets(&filter, state.clock.now()).await?,
     ))
-}
-
-pub(crate) fn ticket_number(
-    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
-) -> Result<u64, ApiError> {
-    let Path(n) = path.map_err(|_| {
-        ApiError::BadRequest("ticket number must be a positive whole number".to_owned())
-    })?;
-    Ok(n)
 }
 
 /// Ticket `n` as technicians see it, or 404.
@@ -170,20 +161,18 @@ pub(crate) async fn ticket_detail(
 
 async fn show_ticket(
     State(state): State<AppState>,
-    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+    Path(n): Path<u64>,
 ) -> Result<Json<TicketDetail>, ApiError> {
-    let n = ticket_number(path)?;
     ticket_detail(&state, n).await
 }
 
 pub(crate) async fn update_ticket(
     State(state): State<AppState>,
     Extension(staff): Extension<StaffIdentity>,
-    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+    Path(n): Path<u64>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<TicketDetail>, ApiError> {
-    let n = ticket_number(path)?;
     let update: TicketUpdate = read_json(&headers, body, BodyLimits::SMALL).await?;
     if update.is_empty() {
         return Err(ApiError::BadRequest(
@@ -238,11 +227,10 @@ pub(crate) async fn check_assignee(state: &AppState, assignee: &str) -> Result<(
 pub(crate) async fn add_comment(
     State(state): State<AppState>,
     Extension(staff): Extension<StaffIdentity>,
-    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+    Path(n): Path<u64>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<TicketDetail>, ApiError> {
-    let n = ticket_number(path)?;
     let comment: NewComment = read_json(&headers, body, BodyLimits::SMALL).await?;
     check_text("comment", &comment.body, COMMENT_MAX_LEN)?;
     let added = if comment.public {
@@ -274,11 +262,10 @@ pub(crate) async fn add_comment(
 /// comes from an agent, so it is never to be sniffed or rendered as anything but a PNG file.
 async fn ticket_screenshot(
     State(state): State<AppState>,
-    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+    Path(n): Path<u64>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::http::header;
     use axum::response::IntoResponse as _;
-    let n = ticket_number(path)?;
     let png = state
         .store
         .ticket_screenshot(n)

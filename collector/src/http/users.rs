@@ -1,7 +1,7 @@
 //! Technician and admin accounts: add (the token is shown once), list, revoke.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
@@ -13,6 +13,7 @@ use super::AppState;
 use super::auth::StaffIdentity;
 use super::body::{BodyLimits, read_json};
 use super::error::ApiError;
+use super::extract::Path;
 use crate::audit::{self, Event};
 use crate::secret::{TokenHash, TokenKind, generate_token};
 

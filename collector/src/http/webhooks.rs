@@ -4,7 +4,7 @@
 //! `POST /api/v1/webhooks/deliveries/{id}/redeliver` makes a delivery pending again from its
 //! first attempt (audited as `webhook.redeliver`). Payloads and secrets are never returned.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use lifeline_shared::v1::integrations::{
@@ -15,6 +15,7 @@ use serde_json::json;
 use super::AppState;
 use super::auth::StaffIdentity;
 use super::error::ApiError;
+use super::extract::{Path, Query};
 use crate::audit::{self, Event};
 
 /// Deliveries listed when no limit is given.
@@ -28,9 +29,8 @@ pub fn routes() -> Router<AppState> {
 
 async fn list(
     State(state): State<AppState>,
-    query: Result<Query<DeliveryFilter>, axum::extract::rejection::QueryRejection>,
+    Query(filter): Query<DeliveryFilter>,
 ) -> Result<Json<Vec<Delivery>>, ApiError> {
-    let Query(filter) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = filter.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=DELIVERIES_LIMIT_MAX).contains(&limit) {
         return Err(ApiError::BadRequest(format!(
@@ -43,10 +43,8 @@ async fn list(
 async fn redeliver(
     State(state): State<AppState>,
     Extension(admin): Extension<StaffIdentity>,
-    path: Result<Path<u64>, axum::extract::rejection::PathRejection>,
+    Path(id): Path<u64>,
 ) -> Result<Json<Delivery>, ApiError> {
-    let Path(id) = path
-        .map_err(|_| ApiError::BadRequest("a delivery id is a positive whole number".to_owned()))?;
     let delivery = state
         .store
         .redeliver(id, state.clock.now())

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -28,6 +28,7 @@ use super::actions;
 use super::auth::{AgentIdentity, StaffIdentity};
 use super::body::{BodyLimits, read_json};
 use super::error::ApiError;
+use super::extract::{Path, Query};
 use super::machines::find;
 use crate::store::{WorkOutcome, WorkRecord};
 use crate::wakeup::Wakeups;
@@ -56,13 +57,6 @@ impl WaitQuery {
     fn wait(&self) -> Duration {
         Duration::from_secs(self.wait_secs.unwrap_or(0).min(MAX_WAIT_SECS))
     }
-}
-
-fn wait_query(
-    query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Duration, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::BadRequest(format!("bad query: {e}")))?;
-    Ok(q.wait())
 }
 
 /// Whether a machine last seen at `last_seen` counts as online at `now`.
@@ -100,9 +94,9 @@ fn work_kind(name: &str) -> WorkKind {
 async fn fetch_work(
     State(state): State<AppState>,
     Extension(agent): Extension<AgentIdentity>,
-    query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+    Query(query): Query<WaitQuery>,
 ) -> Result<Json<WorkBatch>, ApiError> {
-    let wait = wait_query(query)?;
+    let wait = query.wait();
     // Register before looking, so work queued in between still wakes us.
     let subscription = state.wakeups.subscribe(Wakeups::machine(&agent.machine_id));
     let notified = subscription.notify().notified();
@@ -269,9 +263,9 @@ pub async fn target(
 async fn work_status(
     State(state): State<AppState>,
     Path(id): Path<u64>,
-    query: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+    Query(query): Query<WaitQuery>,
 ) -> Result<Json<WorkStatus>, ApiError> {
-    let wait = wait_query(query)?;
+    let wait = query.wait();
     let load = |now| {
         let state = state.clone();
         async move {

@@ -221,7 +221,12 @@ pub async fn revoke_user(
     Extension(user): Extension<ConsoleUser>,
     Path(name): Path<String>,
 ) -> Result<Response, PageError> {
-    let _answer = api_users::revoke_user(State(state), Extension(user.staff()), Path(name)).await?;
+    let _answer = api_users::revoke_user(
+        State(state),
+        Extension(user.staff()),
+        crate::http::extract::Path(name),
+    )
+    .await?;
     Ok(Redirect::to(paths::USERS).into_response())
 }
 
@@ -344,8 +349,12 @@ pub async fn approve_machine(
     Extension(user): Extension<ConsoleUser>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let _answer =
-        api_machines::approve_machine(State(state), Extension(user.staff()), Path(id)).await?;
+    let _answer = api_machines::approve_machine(
+        State(state),
+        Extension(user.staff()),
+        crate::http::extract::Path(id),
+    )
+    .await?;
     Ok(Redirect::to(paths::ADMIN_MACHINES).into_response())
 }
 
@@ -355,8 +364,12 @@ pub async fn revoke_machine(
     Extension(user): Extension<ConsoleUser>,
     Path(id): Path<String>,
 ) -> Result<Response, PageError> {
-    let _answer =
-        api_machines::revoke_machine(State(state), Extension(user.staff()), Path(id)).await?;
+    let _answer = api_machines::revoke_machine(
+        State(state),
+        Extension(user.staff()),
+        crate::http::extract::Path(id),
+    )
+    .await?;
     Ok(Redirect::to(paths::ADMIN_MACHINES).into_response())
 }
 
@@ -513,11 +526,14 @@ pub async fn audit(
     api.insert("limit".to_owned(), AUDIT_PAGE.to_string().into());
     let list_query: api_audit::ListQuery = serde_json::from_value(api.into())
         .map_err(|e| ApiError::BadRequest(format!("bad filter: {e}")))?;
-    let Json(entries) =
-        api_audit::list(State(state.clone()), Ok(axum::extract::Query(list_query))).await?;
+    let Json(entries) = api_audit::list(
+        State(state.clone()),
+        crate::http::extract::Query(list_query),
+    )
+    .await?;
     let Json(report) = api_audit::verify(
         State(state),
-        Ok(axum::extract::Query(api_audit::VerifyQuery::default())),
+        crate::http::extract::Query(api_audit::VerifyQuery::default()),
     )
     .await?;
     let next = (entries.len() == AUDIT_PAGE as usize)

@@ -125,7 +125,7 @@ pub async fn escalate(
     let _answer = escalations::escalate(
         State(state),
         Extension(user.staff()),
-        Ok(Path(n)),
+        crate::http::extract::Path(n),
         headers,
         body,
     )

@@ -442,7 +442,7 @@ pub async fn comment(
     let _answer = tickets::add_comment(
         State(state),
         Extension(user.staff()),
-        Ok(Path(n)),
+        crate::http::extract::Path(n),
         headers,
         body,
     )
@@ -491,7 +491,7 @@ pub async fn update(
     let _answer = tickets::update_ticket(
         State(state),
         Extension(user.staff()),
-        Ok(Path(n)),
+        crate::http::extract::Path(n),
         headers,
         body,
     )
@@ -511,7 +511,7 @@ pub async fn inspect(
     let (_, Json(queued)) = work::inspect(
         State(state),
         Extension(user.staff()),
-        Path(machine),
+        crate::http::extract::Path(machine),
         headers,
         body,
     )
