@@ -18,7 +18,7 @@ use super::extract::Query;
 use crate::store::AuditFilter;
 
 /// Longest actor name accepted in a filter.
-const ACTOR_MAX_LEN: usize = 256;
+pub(crate) const ACTOR_MAX_LEN: usize = 256;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -50,7 +50,7 @@ impl ListQuery {
             })
             .transpose()?;
         let actor = match self.actor.as_deref() {
-            Some(actor) if actor.is_empty() || actor.len() > ACTOR_MAX_LEN => {
+            Some(actor) if actor.is_empty() || actor.chars().count() > ACTOR_MAX_LEN => {
                 return Err(ApiError::BadRequest(format!(
                     "actor must be 1 to {ACTOR_MAX_LEN} characters"
                 )));

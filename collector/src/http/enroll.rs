@@ -36,8 +36,10 @@ pub enum EnrollmentMode {
     Approve,
 }
 
-/// Longest host name we record.
-const HOSTNAME_MAX_LEN: usize = 253;
+/// Longest host name we record, in characters.
+pub(crate) const HOSTNAME_MAX_LEN: usize = 253;
+/// Longest life of an enrollment token: ten years.
+pub(crate) const TOKEN_TTL_MAX_SECS: u64 = 10 * 365 * 86_400;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -53,10 +55,11 @@ async fn enroll(
     body: Body,
 ) -> Result<Json<EnrollResponse>, ApiError> {
     let request: EnrollRequest = read_json(&headers, body, BodyLimits::SMALL).await?;
+    // Checked as sent (the limits the OpenAPI document states), stored trimmed.
     let hostname = request.hostname.trim();
     if hostname.is_empty()
-        || hostname.len() > HOSTNAME_MAX_LEN
-        || hostname.chars().any(char::is_control)
+        || request.hostname.chars().count() > HOSTNAME_MAX_LEN
+        || request.hostname.chars().any(char::is_control)
     {
         return Err(ApiError::BadRequest(format!(
             "hostname must be 1 to {HOSTNAME_MAX_LEN} printable characters"
@@ -187,9 +190,9 @@ async fn create_enrollment_token(
     let now = state.clock.now();
     let expires_at = match request.expires_in_secs {
         Some(secs) => {
-            let secs = i64::try_from(secs)
-                .ok()
-                .filter(|s| (1..=10 * 365 * 86_400).contains(s))
+            let secs = Some(secs)
+                .filter(|s| (1..=TOKEN_TTL_MAX_SECS).contains(s))
+                .and_then(|s| i64::try_from(s).ok())
                 .ok_or_else(|| {
                     ApiError::BadRequest(
                         "expires_in_secs must be between 1 and ten years".to_owned(),
