@@ -65,9 +65,6 @@ pub fn query_words(query: &str) -> Result<Vec<String>, QueryError> {
     if words.is_empty() {
         return Err(QueryError::Empty);
     }
-    if words.len() > KB_QUERY_MAX_WORDS {
-        return Err(QueryError::TooManyWords(words.len()));
-    }
     Ok(words)
 }
 
