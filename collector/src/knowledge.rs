@@ -39,16 +39,22 @@ pub fn fingerprint_keys(findings: &[Finding]) -> Vec<String> {
 pub enum QueryError {
     #[error("q: give at least one word to search for")]
     Empty,
-    #[error("q is {0} bytes; the limit is {KB_QUERY_MAX_LEN}")]
+    #[error("q is {0} characters; the limit is {KB_QUERY_MAX_LEN}")]
     TooLong(usize),
     #[error("q has {0} words; at most {KB_QUERY_MAX_WORDS} are allowed")]
     TooManyWords(usize),
 }
 
-/// The words of a query: split on white space, lower case, duplicates dropped.
+/// The words of a query: split on white space, lower case, duplicates dropped. The limits
+/// apply to the query as sent (characters and words, as the OpenAPI document states them).
 pub fn query_words(query: &str) -> Result<Vec<String>, QueryError> {
-    if query.len() > KB_QUERY_MAX_LEN {
-        return Err(QueryError::TooLong(query.len()));
+    let length = query.chars().count();
+    if length > KB_QUERY_MAX_LEN {
+        return Err(QueryError::TooLong(length));
+    }
+    let sent = query.split_whitespace().count();
+    if sent > KB_QUERY_MAX_WORDS {
+        return Err(QueryError::TooManyWords(sent));
     }
     let mut words: Vec<String> = Vec::new();
     for word in query.split_whitespace().map(str::to_lowercase) {
@@ -58,9 +64,6 @@ pub fn query_words(query: &str) -> Result<Vec<String>, QueryError> {
     }
     if words.is_empty() {
         return Err(QueryError::Empty);
-    }
-    if words.len() > KB_QUERY_MAX_WORDS {
-        return Err(QueryError::TooManyWords(words.len()));
     }
     Ok(words)
 }

@@ -10,25 +10,31 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use lifeline_shared::findings::Finding;
+use lifeline_shared::v1::actions::REASON_MAX_LEN;
 use lifeline_shared::v1::actions::{
     ActionInfo, ApprovalSetting, CatalogInfo, Decision, NewRun, Published, RunStatus, TrustKey,
     TrustedKeyInfo, WorkProgress,
 };
 use lifeline_shared::v1::api::{
-    EnrollRequest, EnrollResponse, EnrollmentTokenCreated, EnrollmentTokenInfo, ErrorBody, Health, MachineDetail,
-    MachineSummary, MachineTicket, NewComment, NewEnrollmentToken, NewTicket, NewUser,
-    RenewRequest, TicketCreated, TicketDetail, TicketSummary, TicketUpdate, UserCreated,
-    UserSummary, paths,
+    COMMENT_MAX_LEN, DESCRIPTION_MAX_LEN, EnrollRequest, EnrollResponse, EnrollmentTokenCreated,
+    EnrollmentTokenInfo, ErrorBody, Health, MachineDetail, MachineSummary, MachineTicket,
+    NewComment, NewEnrollmentToken, NewTicket, NewUser, Priority, RenewRequest, TicketCreated,
+    TicketDetail, TicketSort, TicketStatus, TicketSummary, TicketUpdate, UserCreated, UserSummary,
+    paths,
 };
 use lifeline_shared::v1::audit::{AuditEntry, ChainReport};
-use lifeline_shared::v1::feedback::{self, FeedbackRecorded, NewFeedback};
-use lifeline_shared::v1::integrations::{self, Delivery, UserEmail};
-use lifeline_shared::v1::sla::EscalateRequest;
+use lifeline_shared::v1::feedback::{
+    self, FEEDBACK_COMMENT_MAX_LEN, FeedbackRecorded, NewFeedback,
+};
+use lifeline_shared::v1::integrations::{self, Delivery, EMAIL_MAX_LEN, UserEmail};
+use lifeline_shared::v1::reports::{KB_QUERY_MAX_WORDS, RESOLUTION_NOTE_MAX_LEN};
+use lifeline_shared::v1::sla::{ESCALATION_REASON_MAX_LEN, EscalateRequest};
 // Recurring problems, knowledge search and help-desk metrics (issue 9).
 use lifeline_shared::v1::reports;
 use lifeline_shared::v1::work::{
     Heartbeat, HeartbeatAck, InspectRequest, WorkBatch, WorkResult, WorkStatus,
 };
+use serde_json::{Value, json};
 use utoipa::ToSchema;
 use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -40,6 +46,7 @@ use utoipa::openapi::{
 };
 
 use crate::http::auth::{Access, RULES};
+use crate::http::{actions, audit, enroll, tickets, users};
 
 /// The schemas an operation refers to, collected as the table is read.
 type Schemas = BTreeMap<String, RefOr<Schema>>;
@@ -115,6 +122,8 @@ pub struct Operation {
     response: Body,
     /// Query parameters: name, type, description.
     query: &'static [(&'static str, Kind, &'static str)],
+    /// The statuses of a success, each with the `response` body.
+    statuses: &'static [&'static str],
 }
 
 const fn op(
@@ -131,6 +140,7 @@ const fn op(
         request,
         response,
         query: &[],
+        statuses: &["200"],
     }
 }
 
@@ -144,13 +154,16 @@ const WAIT: &[(&str, Kind, &str)] = &[(
 pub fn operations() -> Vec<Operation> {
     use Body::{Json as J, None as N, Text};
     vec![
-        op(
-            "GET",
-            paths::HEALTHZ,
-            "Health: 200 when the database answers, else 503",
-            N,
-            J(one::<Health>),
-        ),
+        Operation {
+            statuses: &["200", "503"],
+            ..op(
+                "GET",
+                paths::HEALTHZ,
+                "Health: 200 when the database answers, else 503",
+                N,
+                J(one::<Health>),
+            )
+        },
         op("GET", paths::METRICS, "Prometheus metrics", N, Text),
         op(
             "POST",
@@ -344,13 +357,16 @@ pub fn operations() -> Vec<Operation> {
             J(one::<WorkResult>),
             J(any_object),
         ),
-        op(
-            "POST",
-            paths::MACHINE_INSPECT,
-            "Queue a live inspection",
-            J(one::<InspectRequest>),
-            J(one::<WorkStatus>),
-        ),
+        Operation {
+            statuses: &["202"],
+            ..op(
+                "POST",
+                paths::MACHINE_INSPECT,
+                "Queue a live inspection",
+                J(one::<InspectRequest>),
+                J(one::<WorkStatus>),
+            )
+        },
         Operation {
             query: WAIT,
             ..op(
@@ -383,13 +399,17 @@ pub fn operations() -> Vec<Operation> {
             N,
             J(one::<CatalogInfo>),
         ),
-        op(
-            "POST",
-            paths::CATALOG,
-            "Publish a signed catalog (the `FILE.signed` document)",
-            J(any_object),
-            J(one::<Published>),
-        ),
+        Operation {
+            statuses: &["200", "201"],
+            ..op(
+                "POST",
+                paths::CATALOG,
+                "Publish a signed catalog (the `FILE.signed` document): 201, or 200 when it \
+                 was already published",
+                J(any_object),
+                J(one::<Published>),
+            )
+        },
         op(
             "GET",
             paths::CATALOG_KEYS,
@@ -397,13 +417,16 @@ pub fn operations() -> Vec<Operation> {
             N,
             J(list::<TrustedKeyInfo>),
         ),
-        op(
-            "POST",
-            paths::CATALOG_KEYS,
-            "Trust a catalog signing key",
-            J(one::<TrustKey>),
-            J(one::<TrustedKeyInfo>),
-        ),
+        Operation {
+            statuses: &["200", "201"],
+            ..op(
+                "POST",
+                paths::CATALOG_KEYS,
+                "Trust a catalog signing key: 201, or 200 when it was already trusted",
+                J(one::<TrustKey>),
+                J(one::<TrustedKeyInfo>),
+            )
+        },
         op(
             "GET",
             paths::ACTIONS,
@@ -418,13 +441,16 @@ pub fn operations() -> Vec<Operation> {
             J(one::<ApprovalSetting>),
             J(one::<ActionInfo>),
         ),
-        op(
-            "POST",
-            paths::RUNS,
-            "Request a run of an action",
-            J(one::<NewRun>),
-            J(one::<RunStatus>),
-        ),
+        Operation {
+            statuses: &["201"],
+            ..op(
+                "POST",
+                paths::RUNS,
+                "Request a run of an action",
+                J(one::<NewRun>),
+                J(one::<RunStatus>),
+            )
+        },
         Operation {
             query: &[
                 ("state", Kind::Text, "awaiting_approval"),
@@ -642,8 +668,38 @@ fn who(access: Option<Access>) -> &'static str {
     }
 }
 
-/// The whole document.
-pub fn document() -> OpenApi {
+fn operation_id(method: &str, path: &str) -> String {
+    format!(
+        "{}_{}",
+        method.to_lowercase(),
+        path.trim_start_matches('/')
+            .replace(['/', '{', '}', '.', '-'], "_")
+    )
+}
+
+/// Every number in a path or query is a whole number from 0 to `u64::MAX` unless its limits
+/// say otherwise.
+fn parameter_schema(ty: Type) -> ObjectBuilder {
+    let object = ObjectBuilder::new().schema_type(ty.clone());
+    if ty == Type::Integer {
+        object.minimum(Some(0u64)).maximum(Some(u64::MAX))
+    } else {
+        object
+    }
+}
+
+/// The whole document, with the limits the handlers enforce and the links between answers.
+pub fn document() -> Value {
+    let mut doc = serde_json::to_value(described()).unwrap_or_default();
+    integer_ranges(&mut doc);
+    apply_limits(&mut doc);
+    body_rules(&mut doc);
+    apply_links(&mut doc);
+    doc
+}
+
+/// The document as the table and the wire types describe it.
+fn described() -> OpenApi {
     let mut schemas = Schemas::new();
     let mut paths = Paths::new();
     let error = one::<ErrorBody>(&mut schemas);
@@ -659,23 +715,17 @@ pub fn document() -> OpenApi {
         let mut builder = OperationBuilder::new()
             .summary(Some(operation.summary))
             .description(Some(who(access)))
-            .operation_id(Some(format!(
-                "{}_{}",
-                operation.method.to_lowercase(),
-                operation
-                    .path
-                    .trim_start_matches('/')
-                    .replace(['/', '{', '}', '.', '-'], "_")
-            )));
+            .operation_id(Some(operation_id(operation.method, operation.path)));
         for name in path_params(operation.path) {
             builder = builder.parameter(
                 ParameterBuilder::new()
                     .name(&name)
                     .parameter_in(ParameterIn::Path)
                     .required(Required::True)
-                    .schema(Some(
-                        ObjectBuilder::new().schema_type(path_param_type(operation.path, &name)),
-                    )),
+                    .schema(Some(parameter_schema(path_param_type(
+                        operation.path,
+                        &name,
+                    )))),
             );
         }
         for (name, ty, description) in operation.query {
@@ -685,7 +735,7 @@ pub fn document() -> OpenApi {
                     .parameter_in(ParameterIn::Query)
                     .required(Required::False)
                     .description(Some(*description))
-                    .schema(Some(ObjectBuilder::new().schema_type(ty.schema_type()))),
+                    .schema(Some(parameter_schema(ty.schema_type()))),
             );
         }
         match operation.request {
@@ -730,7 +780,11 @@ pub fn document() -> OpenApi {
                     .build(),
             ),
         };
-        builder = builder.response("200", ok.build()).response(
+        let ok = ok.build();
+        for status in operation.statuses {
+            builder = builder.response(*status, ok.clone());
+        }
+        builder = builder.response(
             "4XX",
             ResponseBuilder::new()
                 .description("Refused: what is wrong, in `error`")
@@ -794,8 +848,540 @@ pub fn document() -> OpenApi {
 }
 
 /// `GET /api/v1/openapi.json`.
-pub async fn serve() -> Json<OpenApi> {
+pub async fn serve() -> Json<Value> {
     Json(document())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Limits: what the handlers refuse, written into the document from the constants they check, so
+// that a value the schema allows is accepted and a value it forbids is refused.
+
+/// White space as `str::trim` and `char::is_whitespace` see it, as the inside of a regex class.
+/// Patterns below use only `\xHH`, `\uHHHH` and classes, which ECMA 262, Python and the Rust
+/// `regex` crate read alike; a test checks each against the Rust rule it stands for.
+const WHITESPACE: &str = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+/// Control characters (`char::is_control`) but tab and newline.
+const CONTROL: &str = r"\x00-\x08\x0b-\x1f\x7f-\x9f";
+/// Every control character.
+const ANY_CONTROL: &str = r"\x00-\x1f\x7f-\x9f";
+
+/// Text that is not only white space (what `trim().is_empty()` refuses).
+fn not_blank() -> String {
+    format!("[^{WHITESPACE}]")
+}
+
+/// Text without control characters but tab and newline.
+fn no_control() -> String {
+    format!("^[^{CONTROL}]*$")
+}
+
+/// Not blank, and no control characters but tab and newline.
+fn line_text() -> String {
+    format!("^[^{CONTROL}]*[^{WHITESPACE}{CONTROL}][^{CONTROL}]*$")
+}
+
+/// Not blank, and no control characters at all (host names).
+fn printable() -> String {
+    format!("^[^{ANY_CONTROL}]*[^{WHITESPACE}{ANY_CONTROL}][^{ANY_CONTROL}]*$")
+}
+
+/// `users::check_user_name`.
+fn user_name() -> String {
+    format!(
+        "^[A-Za-z0-9][A-Za-z0-9._-]{{0,{}}}$",
+        crate::http::users::NAME_MAX_LEN - 1
+    )
+}
+
+/// `integrations::check_email`.
+fn email() -> String {
+    let label = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+    format!(r"^[!#$%&'*+\-./0-9=?A-Z^_`a-z{{|}}~]{{1,64}}@{label}(?:\.{label})*$")
+}
+
+/// `reports::Window`: a whole number of minutes, hours or days from 1m to 366d.
+fn window() -> String {
+    let days = "(?:[1-9][0-9]?|[12][0-9][0-9]|3[0-5][0-9]|36[0-6])d";
+    let hours = "(?:[1-9][0-9]{0,2}|[1-7][0-9]{3}|8[0-6][0-9]{2}|87[0-7][0-9]|878[0-4])h";
+    let minutes =
+        "(?:[1-9][0-9]{0,4}|[1-4][0-9]{5}|5[01][0-9]{4}|52[0-6][0-9]{3}|5270[0-3][0-9]|527040)m";
+    format!("^[{WHITESPACE}]*0*(?:{days}|{hours}|{minutes})[{WHITESPACE}]*$")
+}
+
+/// `knowledge::query_words`: one to eight words.
+fn kb_words() -> String {
+    let (s, w) = (WHITESPACE, KB_QUERY_MAX_WORDS - 1);
+    format!("^[{s}]*[^{s}]+(?:[{s}]+[^{s}]+){{0,{w}}}[{s}]*$")
+}
+
+/// Limits on properties of request bodies: schema, property, keywords to add.
+fn body_limits() -> Vec<(&'static str, &'static str, Value)> {
+    let reason = json!({ "maxLength": REASON_MAX_LEN, "pattern": no_control() });
+    let email = json!({ "maxLength": EMAIL_MAX_LEN, "pattern": email() });
+    vec![
+        (
+            "EnrollRequest",
+            "hostname",
+            json!({ "maxLength": enroll::HOSTNAME_MAX_LEN, "pattern": printable() }),
+        ),
+        (
+            "NewTicket",
+            "description",
+            json!({ "maxLength": DESCRIPTION_MAX_LEN, "pattern": not_blank() }),
+        ),
+        (
+            "NewTicket",
+            "os_user",
+            json!({ "maxLength": tickets::OS_USER_MAX_LEN }),
+        ),
+        (
+            "NewComment",
+            "body",
+            json!({ "maxLength": COMMENT_MAX_LEN, "pattern": not_blank() }),
+        ),
+        (
+            "TicketUpdate",
+            "resolution_note",
+            json!({ "maxLength": RESOLUTION_NOTE_MAX_LEN, "pattern": not_blank() }),
+        ),
+        (
+            "EscalateRequest",
+            "reason",
+            json!({ "maxLength": ESCALATION_REASON_MAX_LEN, "pattern": line_text() }),
+        ),
+        (
+            "NewUser",
+            "name",
+            json!({ "maxLength": users::NAME_MAX_LEN, "pattern": user_name() }),
+        ),
+        ("NewUser", "email", email.clone()),
+        ("UserEmail", "email", email),
+        (
+            "NewEnrollmentToken",
+            "expires_in_secs",
+            json!({ "minimum": 1, "maximum": enroll::TOKEN_TTL_MAX_SECS }),
+        ),
+        ("NewEnrollmentToken", "max_uses", json!({ "minimum": 1 })),
+        ("NewRun", "reason", reason.clone()),
+        ("Decision", "reason", reason),
+        (
+            "NewFeedback",
+            "comment",
+            json!({ "maxLength": FEEDBACK_COMMENT_MAX_LEN }),
+        ),
+    ]
+}
+
+/// A closed set of names as a string schema.
+fn names<T: std::fmt::Display>(all: &[T]) -> Value {
+    json!({ "type": "string", "enum": all.iter().map(ToString::to_string).collect::<Vec<_>>() })
+}
+
+/// Limits on query and path parameters: path, parameter, keywords to add to its schema
+/// (`required` goes on the parameter itself).
+fn parameter_limits() -> Vec<(&'static str, &'static str, Value)> {
+    let range = |min: u64, max: u64| json!({ "minimum": min, "maximum": max });
+    let wait = range(0, u64::MAX);
+    vec![
+        (paths::AUDIT, "since", json!({ "format": "date-time" })),
+        (
+            paths::AUDIT,
+            "actor",
+            json!({ "minLength": 1, "maxLength": audit::ACTOR_MAX_LEN }),
+        ),
+        (paths::AUDIT, "after_seq", range(0, u64::MAX)),
+        (
+            paths::AUDIT,
+            "limit",
+            range(1, u64::from(lifeline_shared::v1::audit::LIST_LIMIT_MAX)),
+        ),
+        (
+            paths::AUDIT_VERIFY,
+            "head",
+            json!({ "pattern": "^[0-9a-f]{64}$" }),
+        ),
+        (paths::TICKETS, "status", names(TicketStatus::ALL)),
+        (paths::TICKETS, "priority", names(Priority::ALL)),
+        (paths::TICKETS, "sort", names(TicketSort::ALL)),
+        (paths::TICKETS, "tier", range(1, 3)),
+        (paths::AGENT_WORK, "wait_secs", wait.clone()),
+        (paths::WORK, "wait_secs", wait.clone()),
+        (paths::RUN, "wait_secs", wait),
+        (paths::RUNS, "state", names(&["awaiting_approval"])),
+        (
+            paths::RUNS,
+            "limit",
+            range(1, u64::from(actions::LIST_LIMIT_MAX)),
+        ),
+        (
+            reports::paths::TICKET_SIMILAR,
+            "limit",
+            range(1, u64::from(reports::LIST_LIMIT_MAX)),
+        ),
+        (
+            reports::paths::REPORTS_RECURRING,
+            "limit",
+            range(1, u64::from(reports::LIST_LIMIT_MAX)),
+        ),
+        (
+            reports::paths::REPORTS_RECURRING,
+            "since",
+            json!({ "pattern": window() }),
+        ),
+        (
+            reports::paths::REPORTS_SUMMARY,
+            "since",
+            json!({ "pattern": window() }),
+        ),
+        (
+            reports::paths::KB,
+            "limit",
+            range(1, u64::from(reports::LIST_LIMIT_MAX)),
+        ),
+        (
+            reports::paths::KB,
+            "q",
+            json!({ "required": true, "maxLength": reports::KB_QUERY_MAX_LEN, "pattern": kb_words() }),
+        ),
+        (
+            integrations::DELIVERIES,
+            "limit",
+            range(1, u64::from(integrations::DELIVERIES_LIMIT_MAX)),
+        ),
+        (
+            integrations::DELIVERIES,
+            "failed",
+            json!({ "type": "boolean" }),
+        ),
+    ]
+}
+
+/// The range of each integer format (`uint32`, which utoipa spells `u-int32`, for a `u32`, ...), written as `minimum` and
+/// `maximum` where a schema has none, so that clients and test generators, which do not know
+/// the non-standard formats, stay within what the Rust type can hold.
+fn integer_ranges(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            let range = match object.get("format").and_then(Value::as_str) {
+                Some("int8") => Some((json!(i8::MIN), json!(i8::MAX))),
+                Some("int16") => Some((json!(i16::MIN), json!(i16::MAX))),
+                Some("int32") => Some((json!(i32::MIN), json!(i32::MAX))),
+                Some("int64") => Some((json!(i64::MIN), json!(i64::MAX))),
+                Some("uint8" | "u-int8") => Some((json!(0), json!(u8::MAX))),
+                Some("uint16" | "u-int16") => Some((json!(0), json!(u16::MAX))),
+                Some("uint32" | "u-int32") => Some((json!(0), json!(u32::MAX))),
+                Some("uint64" | "u-int64") => Some((json!(0), json!(u64::MAX))),
+                _ => None,
+            };
+            if let Some((min, max)) = range {
+                object.entry("minimum").or_insert(min);
+                object.entry("maximum").or_insert(max);
+            }
+            object.values_mut().for_each(integer_ranges);
+        }
+        Value::Array(items) => items.iter_mut().for_each(integer_ranges),
+        _ => {}
+    }
+}
+
+/// Replaces or adds the keys of `extra` in the object `target`.
+fn merge(target: &mut Value, extra: Value) {
+    if let (Some(target), Value::Object(extra)) = (target.as_object_mut(), extra) {
+        target.extend(extra);
+    }
+}
+
+/// Writes the limits into `doc`; answers the limits that name nothing in it (a test wants none).
+fn apply_limits(doc: &mut Value) -> Vec<String> {
+    let mut unused = Vec::new();
+    for (schema, property, keywords) in body_limits() {
+        match doc.pointer_mut(&format!(
+            "/components/schemas/{schema}/properties/{property}"
+        )) {
+            Some(target) => merge(target, keywords),
+            None => unused.push(format!("{schema}.{property}")),
+        }
+    }
+    for (path, name, mut keywords) in parameter_limits() {
+        let required = keywords.as_object_mut().and_then(|k| k.remove("required"));
+        let mut found = false;
+        let Some(item) = doc
+            .pointer_mut(&format!(
+                "/paths/{}",
+                path.replace('~', "~0").replace('/', "~1")
+            ))
+            .and_then(Value::as_object_mut)
+        else {
+            unused.push(format!("{path} {name}"));
+            continue;
+        };
+        for operation in item.values_mut() {
+            let Some(parameters) = operation
+                .get_mut("parameters")
+                .and_then(Value::as_array_mut)
+            else {
+                continue;
+            };
+            for parameter in parameters.iter_mut().filter(|p| p["name"] == name) {
+                found = true;
+                if let Some(required) = &required {
+                    parameter["required"] = required.clone();
+                }
+                merge(&mut parameter["schema"], keywords.clone());
+            }
+        }
+        if !found {
+            unused.push(format!("{path} {name}"));
+        }
+    }
+    unused
+}
+
+/// Rules across the fields of one body, and bodies that say more than their wire type.
+fn body_rules(doc: &mut Value) {
+    // A denial needs a reason: the requester sees it.
+    let deny = format!(
+        "/paths/{}/post/requestBody/content/application~1json/schema",
+        pointer_path(paths::RUN_DENY)
+    );
+    if let Some(schema) = doc.pointer_mut(&deny) {
+        *schema = json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["reason"],
+            "properties": {
+                "reason": { "type": "string", "maxLength": REASON_MAX_LEN, "pattern": line_text() },
+            },
+        });
+    }
+    // `PATCH /api/v1/tickets/{n}`: something to change (a null field changes nothing), and a
+    // resolution note given with a status needs that status to be resolved or closed.
+    let Some(update) = doc.pointer_mut("/components/schemas/TicketUpdate") else {
+        return;
+    };
+    let fields: Vec<String> = update["properties"]
+        .as_object()
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default();
+    let any_of: Vec<Value> = fields
+        .iter()
+        .map(|f| json!({ "required": [f], "properties": { f: { "not": { "type": "null" } } } }))
+        .collect();
+    merge(
+        update,
+        json!({
+            "anyOf": any_of,
+            "if": {
+                "required": ["resolution_note", "status"],
+                "properties": {
+                    "resolution_note": { "type": "string" },
+                    "status": { "not": { "type": "null" } },
+                },
+            },
+            "then": { "properties": { "status": { "enum": ["resolved", "closed"] } } },
+        }),
+    );
+}
+
+/// Where an answer leads (OpenAPI links, which stateful tests follow): from method, path and
+/// status, to method and path, with the parameter and where its value comes from.
+const LINKS: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
+    (
+        "GET",
+        paths::TICKETS,
+        "200",
+        "GET",
+        "/api/v1/tickets/{n}",
+        "n",
+        "$response.body#/0/number",
+    ),
+    (
+        "GET",
+        paths::TICKETS,
+        "200",
+        "PATCH",
+        "/api/v1/tickets/{n}",
+        "n",
+        "$response.body#/0/number",
+    ),
+    (
+        "GET",
+        paths::TICKETS,
+        "200",
+        "POST",
+        "/api/v1/tickets/{n}/comments",
+        "n",
+        "$response.body#/0/number",
+    ),
+    (
+        "GET",
+        paths::TICKETS,
+        "200",
+        "POST",
+        paths::TICKET_ESCALATE,
+        "n",
+        "$response.body#/0/number",
+    ),
+    (
+        "GET",
+        paths::TICKETS,
+        "200",
+        "GET",
+        paths::TICKET_SCREENSHOT,
+        "n",
+        "$response.body#/0/number",
+    ),
+    (
+        "GET",
+        paths::TICKETS,
+        "200",
+        "GET",
+        reports::paths::TICKET_SIMILAR,
+        "n",
+        "$response.body#/0/number",
+    ),
+    (
+        "GET",
+        paths::MACHINES,
+        "200",
+        "GET",
+        "/api/v1/machines/{id}",
+        "id",
+        "$response.body#/0/id",
+    ),
+    (
+        "GET",
+        paths::MACHINES,
+        "200",
+        "POST",
+        paths::MACHINE_INSPECT,
+        "id",
+        "$response.body#/0/id",
+    ),
+    (
+        "GET",
+        paths::MACHINES,
+        "200",
+        "POST",
+        "/api/v1/machines/{id}/approve",
+        "id",
+        "$response.body#/0/id",
+    ),
+    (
+        "POST",
+        paths::MACHINE_INSPECT,
+        "202",
+        "GET",
+        paths::WORK,
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "POST",
+        paths::USERS,
+        "200",
+        "POST",
+        "/api/v1/users/{name}/revoke",
+        "name",
+        "$response.body#/name",
+    ),
+    (
+        "POST",
+        paths::USERS,
+        "200",
+        "PUT",
+        integrations::USER_EMAIL,
+        "name",
+        "$response.body#/name",
+    ),
+    (
+        "POST",
+        paths::RUNS,
+        "201",
+        "GET",
+        paths::RUN,
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "POST",
+        paths::RUNS,
+        "201",
+        "POST",
+        paths::RUN_APPROVE,
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "POST",
+        paths::RUNS,
+        "201",
+        "POST",
+        paths::RUN_DENY,
+        "id",
+        "$response.body#/id",
+    ),
+    (
+        "GET",
+        paths::RUNS,
+        "200",
+        "GET",
+        paths::RUN,
+        "id",
+        "$response.body#/0/id",
+    ),
+    (
+        "GET",
+        paths::ACTIONS,
+        "200",
+        "PUT",
+        paths::ACTION_APPROVAL,
+        "id",
+        "$response.body#/0/id",
+    ),
+    (
+        "GET",
+        integrations::DELIVERIES,
+        "200",
+        "POST",
+        integrations::REDELIVER,
+        "id",
+        "$response.body#/0/id",
+    ),
+];
+
+fn pointer_path(path: &str) -> String {
+    path.replace('~', "~0").replace('/', "~1")
+}
+
+/// Writes [`LINKS`] into `doc`; answers the links that name nothing in it (a test wants none).
+fn apply_links(doc: &mut Value) -> Vec<String> {
+    let mut unused = Vec::new();
+    for &(method, path, status, to_method, to_path, parameter, from) in LINKS {
+        let pointer = format!(
+            "/paths/{}/{}/responses/{status}",
+            pointer_path(path),
+            method.to_lowercase()
+        );
+        let target_exists = doc
+            .pointer(&format!(
+                "/paths/{}/{}",
+                pointer_path(to_path),
+                to_method.to_lowercase()
+            ))
+            .is_some();
+        match doc.pointer_mut(&pointer) {
+            Some(response) if target_exists => {
+                let name = format!("{to_method} {to_path}");
+                response["links"][name] = json!({
+                    "operationId": operation_id(to_method, to_path),
+                    "parameters": { parameter: from },
+                });
+            }
+            _ => unused.push(format!("{method} {path} {status} -> {to_method} {to_path}")),
+        }
+    }
+    unused
 }
 
 #[cfg(test)]
@@ -808,7 +1394,7 @@ mod tests {
 
     #[test]
     fn every_api_rule_is_described_and_nothing_else() {
-        let doc = serde_json::to_value(document()).unwrap();
+        let doc = document();
         assert_eq!(doc["openapi"].as_str().unwrap().get(..3), Some("3.1"));
         let api_rules: Vec<_> = RULES
             .iter()
@@ -838,6 +1424,178 @@ mod tests {
             }
         }
         assert_eq!(described, api_rules.len());
+    }
+
+    #[test]
+    fn every_limit_and_link_names_something_in_the_document() {
+        let mut doc = serde_json::to_value(described()).unwrap();
+        assert_eq!(apply_limits(&mut doc), Vec::<String>::new());
+        assert_eq!(apply_links(&mut doc), Vec::<String>::new());
+        let doc = document();
+        let name = &doc["components"]["schemas"]["NewUser"]["properties"]["name"];
+        assert_eq!(name["maxLength"], users::NAME_MAX_LEN);
+        let max_uses =
+            &doc["components"]["schemas"]["NewEnrollmentToken"]["properties"]["max_uses"];
+        assert_eq!(max_uses["maximum"], u32::MAX);
+    }
+
+    /// Matches `pattern` as JSON Schema does: a search, not a whole-string match.
+    fn matches(pattern: &str, text: &str) -> bool {
+        thread_local! {
+            static COMPILED: std::cell::RefCell<BTreeMap<String, regex::Regex>> =
+                const { std::cell::RefCell::new(BTreeMap::new()) };
+        }
+        COMPILED.with_borrow_mut(|compiled| {
+            compiled
+                .entry(pattern.to_owned())
+                .or_insert_with(|| regex::Regex::new(pattern).unwrap())
+                .is_match(text)
+        })
+    }
+
+    fn samples() -> Vec<String> {
+        let mut out: Vec<String> = (0u32..0x3100)
+            .chain([0xfeff, 0x1_f600])
+            .filter_map(char::from_u32)
+            .flat_map(|c| {
+                [
+                    c.to_string(),
+                    format!("a{c}b"),
+                    format!("{c}a"),
+                    format!("a{c}"),
+                ]
+            })
+            .collect();
+        out.extend(
+            [
+                "",
+                " ",
+                "a b",
+                " \r\n",
+                "x\r\n",
+                "\u{85}",
+                "ok text",
+                "tab\there",
+            ]
+            .map(String::from),
+        );
+        out
+    }
+
+    #[test]
+    fn text_patterns_agree_with_the_checks_they_describe() {
+        for text in samples() {
+            let blank = text.trim().is_empty();
+            let control = |except_tab_newline: bool| {
+                text.chars()
+                    .any(|c| c.is_control() && !(except_tab_newline && (c == '\t' || c == '\n')))
+            };
+            assert_eq!(matches(&not_blank(), &text), !blank, "not_blank {text:?}");
+            assert_eq!(
+                matches(&no_control(), &text),
+                !control(true),
+                "no_control {text:?}"
+            );
+            assert_eq!(
+                matches(&line_text(), &text),
+                !blank && !control(true),
+                "line_text {text:?}"
+            );
+            assert_eq!(
+                matches(&printable(), &text),
+                !blank && !control(false),
+                "printable {text:?}"
+            );
+            assert_eq!(
+                matches(&user_name(), &text),
+                users::check_user_name(&text).is_ok(),
+                "user_name {text:?}"
+            );
+            assert_eq!(
+                matches(&email(), &text),
+                integrations::check_email(&text).is_ok(),
+                "email {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn structured_patterns_agree_with_the_parsers() {
+        let long = "a".repeat(64);
+        let emails = [
+            "a@b".to_owned(),
+            "first.last+tag@mail.example.org".to_owned(),
+            format!("{long}@x.org"),
+            format!("{long}a@x.org"),
+            "a@-b.org".to_owned(),
+            "a@b-.org".to_owned(),
+            "a@b..org".to_owned(),
+            "a@b.".to_owned(),
+            "a(b)@c".to_owned(),
+            "@b".to_owned(),
+            "a@".to_owned(),
+            format!("a@{}", "b".repeat(63)),
+            format!("a@{}", "b".repeat(64)),
+        ];
+        for email in &emails {
+            assert_eq!(
+                matches(&self::email(), email),
+                integrations::check_email(email).is_ok(),
+                "{email:?}"
+            );
+        }
+        for unit in ["m", "h", "d", "s", ""] {
+            for amount in [
+                "0",
+                "1",
+                "9",
+                "10",
+                "99",
+                "100",
+                "365",
+                "366",
+                "367",
+                "999",
+                "8784",
+                "8785",
+                "9999",
+                "527040",
+                "527041",
+                "999999",
+                "4294967296",
+                "007",
+                "0366",
+                "",
+            ] {
+                for text in [
+                    format!("{amount}{unit}"),
+                    format!(" {amount}{unit}\t"),
+                    format!("-{amount}{unit}"),
+                ] {
+                    assert_eq!(
+                        matches(&window(), &text),
+                        text.parse::<lifeline_shared::v1::reports::Window>().is_ok(),
+                        "window {text:?}"
+                    );
+                }
+            }
+        }
+        for q in [
+            "",
+            " ",
+            "disk",
+            " disk full ",
+            "a b c d e f g h",
+            "a b c d e f g h i",
+            "a a a a a a a a a",
+            "x\u{3000}y",
+        ] {
+            assert_eq!(
+                matches(&kb_words(), q),
+                crate::knowledge::query_words(q).is_ok(),
+                "kb {q:?}"
+            );
+        }
     }
 
     #[test]

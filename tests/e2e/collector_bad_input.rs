@@ -439,3 +439,61 @@ fn screenshots_are_checked_at_ingest_and_served_to_staff_only() {
     ]);
     assert_eq!(std::fs::read(&file).unwrap(), png);
 }
+
+#[test]
+fn a_json_array_is_not_an_object_body() {
+    let collector = TestCollector::spawn();
+    let admin = collector.admin_token.clone();
+    let http = collector.http();
+    let answer = http.request(
+        "POST",
+        paths::ENROLLMENT_TOKENS,
+        Some(&admin),
+        &[JSON],
+        Some(b"[null, null]"),
+    );
+    assert_error(&answer, 400, "JSON object");
+    let tokens = collector.cli_json(&["audit", "list"]);
+    assert!(
+        !tokens.to_string().contains("enrollment_token.create"),
+        "the array made a token: {tokens}"
+    );
+    let whole_float = http.request(
+        "POST",
+        paths::ENROLLMENT_TOKENS,
+        Some(&admin),
+        &[JSON],
+        Some(br#"{"max_uses": 3.0}"#),
+    );
+    assert_eq!(whole_float.status, 200, "{}", whole_float.body);
+}
+
+/// `assert_error` reads the `{"error"}` body: plain text fails it.
+#[test]
+fn malformed_path_and_query_values_get_the_json_error() {
+    let collector = TestCollector::spawn();
+    let admin = collector.admin_token.clone();
+    let http = collector.http();
+    for path in [
+        "/api/v1/runs/null%2Cnull",
+        "/api/v1/work/-1",
+        "/api/v1/tickets/18446744073709551616",
+    ] {
+        assert_error(&http.get(path, Some(&admin)), 400, "path parameter");
+    }
+    assert_error(
+        &http.get("/api/v1/work/1?wait_secs=-5", Some(&admin)),
+        400,
+        "wait_secs",
+    );
+    assert_error(
+        &http.get("/api/v1/runs?limit=0", Some(&admin)),
+        400,
+        "limit",
+    );
+    assert_error(
+        &http.get("/api/v1/tickets?nonsense=1", Some(&admin)),
+        400,
+        "nonsense",
+    );
+}

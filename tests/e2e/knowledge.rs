@@ -269,7 +269,7 @@ fn similar_tickets_recurring_problems_and_the_knowledge_base_come_from_findings_
             "tickets", "update", "3", "--status", "closed", "--note", &long,
         ]),
         "long note",
-        "resolution_note is 9000 bytes; the limit is 8192",
+        "resolution_note is 9000 characters; the limit is 8192",
     );
     assert_eq!(c.cli_json(&["tickets", "show", "3"])["status"], "new");
 

@@ -52,7 +52,7 @@ use crate::store::{
 use crate::wakeup::Wakeups;
 
 /// Most runs one listing returns.
-const LIST_LIMIT_MAX: u32 = 500;
+pub(crate) const LIST_LIMIT_MAX: u32 = 500;
 /// Output shown in a ticket's timeline entry, per stream.
 const NOTE_OUTPUT_MAX: usize = 2000;
 
@@ -422,14 +422,16 @@ fn no_action(id: &str) -> ApiError {
 // ---------------------------------------------------------------------------------------------
 // Runs
 
+/// A reason as sent: at most [`REASON_MAX_LEN`] characters without control characters but tab
+/// and newline (the limits the OpenAPI document states); blank means none.
 fn check_reason(reason: Option<&str>) -> Result<Option<String>, ApiError> {
-    let Some(reason) = reason.map(str::trim).filter(|r| !r.is_empty()) else {
+    let Some(reason) = reason else {
         return Ok(None);
     };
-    if reason.len() > REASON_MAX_LEN {
+    let length = reason.chars().count();
+    if length > REASON_MAX_LEN {
         return Err(ApiError::BadRequest(format!(
-            "reason is {} bytes long; at most {REASON_MAX_LEN} are allowed",
-            reason.len()
+            "reason is {length} characters long; at most {REASON_MAX_LEN} are allowed"
         )));
     }
     if reason
@@ -440,7 +442,8 @@ fn check_reason(reason: Option<&str>) -> Result<Option<String>, ApiError> {
             "reason contains control characters".to_owned(),
         ));
     }
-    Ok(Some(reason.to_owned()))
+    let reason = reason.trim();
+    Ok((!reason.is_empty()).then(|| reason.to_owned()))
 }
 
 pub(crate) async fn create_run(
@@ -541,7 +544,15 @@ async fn list_runs(
     let filter = RunFilter {
         awaiting_approval,
         machine_id,
-        limit: q.limit.unwrap_or(100).clamp(1, LIST_LIMIT_MAX),
+        limit: match q.limit {
+            None => 100,
+            Some(n) if (1..=LIST_LIMIT_MAX).contains(&n) => n,
+            Some(n) => {
+                return Err(ApiError::BadRequest(format!(
+                    "limit {n} is out of range (1 to {LIST_LIMIT_MAX})"
+                )));
+            }
+        },
     };
     let now = state.clock.now();
     let records = state.store.runs(&filter, now).await?;

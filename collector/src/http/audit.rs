@@ -18,7 +18,7 @@ use super::extract::Query;
 use crate::store::AuditFilter;
 
 /// Longest actor name accepted in a filter.
-const ACTOR_MAX_LEN: usize = 256;
+pub(crate) const ACTOR_MAX_LEN: usize = 256;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -50,7 +50,7 @@ impl ListQuery {
             })
             .transpose()?;
         let actor = match self.actor.as_deref() {
-            Some(actor) if actor.is_empty() || actor.len() > ACTOR_MAX_LEN => {
+            Some(actor) if actor.is_empty() || actor.chars().count() > ACTOR_MAX_LEN => {
                 return Err(ApiError::BadRequest(format!(
                     "actor must be 1 to {ACTOR_MAX_LEN} characters"
                 )));
@@ -232,7 +232,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let n = u64::from(LIST_LIMIT_MAX) + 5;
         let state = state(&dir, n).await;
-        let Json(report) = verify(State(state.clone()), (Query(VerifyQuery::default())))
+        let Json(report) = verify(State(state.clone()), Query(VerifyQuery::default()))
             .await
             .unwrap();
         assert!(report.intact, "{report:?}");
@@ -242,18 +242,18 @@ mod tests {
 
         let Json(again) = verify(
             State(state.clone()),
-            (Query(VerifyQuery {
+            Query(VerifyQuery {
                 head: Some(head.clone()),
-            })),
+            }),
         )
         .await
         .unwrap();
         assert!(again.intact);
         let Json(missing) = verify(
             State(state.clone()),
-            (Query(VerifyQuery {
+            Query(VerifyQuery {
                 head: Some("ab".repeat(32)),
-            })),
+            }),
         )
         .await
         .unwrap();
@@ -267,9 +267,9 @@ mod tests {
         );
         let bad = verify(
             State(state),
-            (Query(VerifyQuery {
+            Query(VerifyQuery {
                 head: Some("nope".into()),
-            })),
+            }),
         )
         .await
         .unwrap_err();
@@ -282,7 +282,7 @@ mod tests {
         let state = state(&dir, 7).await;
         let Json(page) = list(
             State(state),
-            (Query(query(&[("after_seq", "2"), ("limit", "3")]))),
+            Query(query(&[("after_seq", "2"), ("limit", "3")])),
         )
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 //! Limits apply twice for compressed bodies: to the bytes on the wire and to what they inflate
 //! to, checked while streaming so a zstd bomb is stopped at the limit instead of eating memory.
 
+use std::borrow::Cow;
 use std::io::Read;
 use std::time::Duration;
 
@@ -63,6 +64,7 @@ pub async fn read_json<T: DeserializeOwned>(
             .map_err(ApiError::internal)??,
     };
     require_object(&decoded)?;
+    let decoded = whole_numbers(&decoded);
     let mut deserializer = serde_json::Deserializer::from_slice(&decoded);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
@@ -93,6 +95,61 @@ fn require_object(json: &[u8]) -> Result<(), ApiError> {
         Some(_) => Err(ApiError::BadRequest(
             "invalid JSON body: expected a JSON object".to_owned(),
         )),
+    }
+}
+
+/// Whole numbers written as floats (`343.0`, `1e3`) rewritten as integers. JSON Schema counts
+/// them as integers (so the OpenAPI document admits them wherever it says `integer`), but serde
+/// refuses a float for an integer field. One pass over the bytes, outside strings; a copy only
+/// when there is something to rewrite. Float fields read the rewritten integers the same.
+fn whole_numbers(json: &[u8]) -> Cow<'_, [u8]> {
+    /// Past this magnitude a float no longer spells one integer.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    let mut out: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    let mut i = 0;
+    while i < json.len() {
+        match json[i] {
+            b'"' => {
+                i += 1;
+                while i < json.len() && json[i] != b'"' {
+                    i += if json[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < json.len()
+                    && matches!(json[i], b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+                {
+                    i += 1;
+                }
+                let token = &json[start..i];
+                if !token.iter().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+                    continue;
+                }
+                let whole = std::str::from_utf8(token)
+                    .ok()
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .filter(|v| v.fract() == 0.0 && v.abs() <= EXACT);
+                if let Some(value) = whole {
+                    let out = out.get_or_insert_with(|| Vec::with_capacity(json.len()));
+                    out.extend_from_slice(&json[copied..start]);
+                    // Exact: |value| <= 2^53 and whole.
+                    #[allow(clippy::cast_possible_truncation)]
+                    out.extend_from_slice((value as i64).to_string().as_bytes());
+                    copied = i;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    match out {
+        Some(mut out) => {
+            out.extend_from_slice(&json[copied.min(json.len())..]);
+            Cow::Owned(out)
+        }
+        None => Cow::Borrowed(json),
     }
 }
 
@@ -216,6 +273,25 @@ mod tests {
             };
             assert!(message.contains("JSON object"), "{message}");
         }
+    }
+
+    #[test]
+    fn whole_floats_become_integers_outside_strings_only() {
+        let rewritten =
+            |json: &str| String::from_utf8(whole_numbers(json.as_bytes()).into_owned()).unwrap();
+        assert_eq!(
+            rewritten(r#"{"a": 343.0, "b": -2.00, "c": 1e3, "d": 1.5, "e": "7.0", "f": [0.0]}"#),
+            r#"{"a": 343, "b": -2, "c": 1000, "d": 1.5, "e": "7.0", "f": [0]}"#
+        );
+        let escaped = r#"{"s": "a \"1.0\" b", "n": 12}"#;
+        assert!(matches!(
+            whole_numbers(escaped.as_bytes()),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(rewritten(r#"{"big": 1e300}"#), r#"{"big": 1e300}"#);
+        let token: lifeline_shared::v1::api::NewEnrollmentToken =
+            serde_json::from_slice(&whole_numbers(br#"{"max_uses": 343.0}"#)).unwrap();
+        assert_eq!(token.max_uses, Some(343));
     }
 
     #[test]

@@ -37,18 +37,21 @@ pub enum EnrollmentMode {
     Approve,
 }
 
-/// Longest host name we record.
-const HOSTNAME_MAX_LEN: usize = 253;
+/// Longest host name we record, in characters.
+pub(crate) const HOSTNAME_MAX_LEN: usize = 253;
+/// Longest life of an enrollment token: ten years.
+pub(crate) const TOKEN_TTL_MAX_SECS: u64 = 10 * 365 * 86_400;
 
 /// The host name an agent enrolls with, trimmed, or why it is refused: empty, too long, or
 /// holding a character that makes it display differently from what it is. Admins approve, revoke
 /// and run actions on machines by this name, so a name with a right-to-left override (displayed
 /// reversed) or `db\u{200B}01` (displayed as `db01`, yet another name) must never reach them.
-pub fn check_hostname(hostname: &str) -> Result<&str, String> {
-    let hostname = hostname.trim();
-    if hostname.is_empty() || hostname.len() > HOSTNAME_MAX_LEN {
+pub fn check_hostname(sent: &str) -> Result<&str, String> {
+    // Checked as sent (the limits the OpenAPI document states), stored trimmed.
+    let hostname = sent.trim();
+    if hostname.is_empty() || sent.chars().count() > HOSTNAME_MAX_LEN {
         return Err(format!(
-            "hostname must be 1 to {HOSTNAME_MAX_LEN} bytes long"
+            "hostname must be 1 to {HOSTNAME_MAX_LEN} characters long"
         ));
     }
     match hostname.char_indices().find(|&(_, c)| is_hidden_char(c)) {
@@ -234,9 +237,9 @@ async fn create_enrollment_token(
     let now = state.clock.now();
     let expires_at = match request.expires_in_secs {
         Some(secs) => {
-            let secs = i64::try_from(secs)
-                .ok()
-                .filter(|s| (1..=10 * 365 * 86_400).contains(s))
+            let secs = Some(secs)
+                .filter(|s| (1..=TOKEN_TTL_MAX_SECS).contains(s))
+                .and_then(|s| i64::try_from(s).ok())
                 .ok_or_else(|| {
                     ApiError::BadRequest(
                         "expires_in_secs must be between 1 and ten years".to_owned(),
@@ -331,7 +334,10 @@ mod tests {
     #[test]
     fn host_names_with_bidi_or_invisible_characters_are_refused() {
         assert_eq!(check_hostname("  ws-042.example  "), Ok("ws-042.example"));
-        assert_eq!(check_hostname("poste-comptabilité"), Ok("poste-comptabilité"));
+        assert_eq!(
+            check_hostname("poste-comptabilité"),
+            Ok("poste-comptabilité")
+        );
         assert!(check_hostname("").is_err());
         assert!(check_hostname(&"a".repeat(254)).is_err());
         for hidden in [

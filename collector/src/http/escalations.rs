@@ -24,18 +24,18 @@ pub fn routes() -> Router<AppState> {
     Router::new().route(paths::TICKET_ESCALATE, post(escalate))
 }
 
+/// The reason as sent (the limits the OpenAPI document states), then trimmed.
 fn check_reason(reason: &str) -> Result<String, ApiError> {
-    let reason = reason.trim();
-    if reason.is_empty() {
+    if reason.trim().is_empty() {
         return Err(ApiError::BadRequest(
             "an escalation needs a reason (--reason TEXT): it goes to the ticket's timeline"
                 .to_owned(),
         ));
     }
-    if reason.len() > ESCALATION_REASON_MAX_LEN {
+    let length = reason.chars().count();
+    if length > ESCALATION_REASON_MAX_LEN {
         return Err(ApiError::BadRequest(format!(
-            "reason is {} bytes long; at most {ESCALATION_REASON_MAX_LEN} are allowed",
-            reason.len()
+            "reason is {length} characters long; at most {ESCALATION_REASON_MAX_LEN} are allowed"
         )));
     }
     if reason
@@ -46,7 +46,7 @@ fn check_reason(reason: &str) -> Result<String, ApiError> {
             "reason contains control characters".to_owned(),
         ));
     }
-    Ok(reason.to_owned())
+    Ok(reason.trim().to_owned())
 }
 
 pub(crate) async fn escalate(

@@ -258,35 +258,41 @@ pub async fn resolution_note(
     let Some(note) = update.resolution_note.as_deref() else {
         return Ok(None);
     };
-    let note = note.trim();
-    if note.is_empty() {
+    if note.trim().is_empty() {
         return Err(ApiError::BadRequest(
             "resolution_note must not be empty".to_owned(),
         ));
     }
-    if note.len() > RESOLUTION_NOTE_MAX_LEN {
+    let length = note.chars().count();
+    if length > RESOLUTION_NOTE_MAX_LEN {
         return Err(ApiError::BadRequest(format!(
-            "resolution_note is {} bytes; the limit is {RESOLUTION_NOTE_MAX_LEN}",
-            note.len()
+            "resolution_note is {length} characters; the limit is {RESOLUTION_NOTE_MAX_LEN}"
         )));
     }
+    let note = note.trim();
     let done = |s: TicketStatus| matches!(s, TicketStatus::Resolved | TicketStatus::Closed);
-    let status = match update.status {
-        Some(status) => status,
+    let refusal = |status| {
+        format!(
+            "a resolution note goes with status resolved or closed (ticket #{n} would be {status})"
+        )
+    };
+    match update.status {
+        // The body contradicts itself (the OpenAPI document says so too).
+        Some(status) if !done(status) => return Err(ApiError::BadRequest(refusal(status))),
+        Some(_) => {}
         None => {
-            state
+            let status = state
                 .store
                 .ticket(n, state.clock.now())
                 .await?
                 .ok_or_else(|| ApiError::NotFound(format!("no ticket #{n}")))?
                 .summary
-                .status
+                .status;
+            // A well-formed request that the ticket's state refuses.
+            if !done(status) {
+                return Err(ApiError::Conflict(refusal(status)));
+            }
         }
-    };
-    if !done(status) {
-        return Err(ApiError::BadRequest(format!(
-            "a resolution note goes with status resolved or closed (ticket #{n} would be {status})"
-        )));
     }
     Ok(Some(note.to_owned()))
 }

@@ -23,8 +23,8 @@ use super::error::ApiError;
 use super::extract::{Path, Query};
 use crate::store::TicketRecord;
 
-/// Longest OS user name we record.
-const OS_USER_MAX_LEN: usize = 256;
+/// Longest OS user name we record, in characters.
+pub(crate) const OS_USER_MAX_LEN: usize = 256;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -61,10 +61,11 @@ fn check_text(what: &str, text: &str, max: usize) -> Result<(), ApiError> {
     if text.trim().is_empty() {
         return Err(ApiError::BadRequest(format!("{what} must not be empty")));
     }
-    if text.len() > max {
+    // Characters, as the OpenAPI document's maxLength counts them.
+    let length = text.chars().count();
+    if length > max {
         return Err(ApiError::BadRequest(format!(
-            "{what} is {} bytes; the limit is {max}",
-            text.len()
+            "{what} is {length} characters; the limit is {max}"
         )));
     }
     Ok(())
@@ -82,11 +83,11 @@ async fn file_ticket(
     if let Some(user) = ticket
         .os_user
         .as_ref()
-        .filter(|u| u.len() > OS_USER_MAX_LEN)
+        .filter(|u| u.chars().count() > OS_USER_MAX_LEN)
     {
         return Err(ApiError::BadRequest(format!(
-            "os_user is {} bytes; the limit is {OS_USER_MAX_LEN}",
-            user.len()
+            "os_user is {} characters; the limit is {OS_USER_MAX_LEN}",
+            user.chars().count()
         )));
     }
     let computed = ticket
@@ -209,7 +210,7 @@ pub(crate) async fn update_ticket(
     ticket_detail(&state, n).await
 }
 
-/// A ticket may only be assigned to an existing user who is not revoked.
+/// A ticket may only be assigned to an existing user who is not revoked; anyone else is 404.
 pub(crate) async fn check_assignee(state: &AppState, assignee: &str) -> Result<(), ApiError> {
     let users = state.store.list_users().await?;
     if users
@@ -218,7 +219,7 @@ pub(crate) async fn check_assignee(state: &AppState, assignee: &str) -> Result<(
     {
         Ok(())
     } else {
-        Err(ApiError::BadRequest(format!(
+        Err(ApiError::NotFound(format!(
             "cannot assign to {assignee:?}: no such active user"
         )))
     }

@@ -18,7 +18,7 @@ use crate::audit::{self, Event};
 use crate::secret::{TokenHash, TokenKind, generate_token};
 
 /// Longest user name.
-const NAME_MAX_LEN: usize = 64;
+pub(crate) const NAME_MAX_LEN: usize = 64;
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -17,9 +17,9 @@ use crate::v1::snapshot::Snapshot;
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Longest idempotency key the collector accepts.
 pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 128;
-/// Longest ticket description, in bytes.
+/// Longest ticket description, in characters.
 pub const DESCRIPTION_MAX_LEN: usize = 8 * 1024;
-/// Longest comment, in bytes.
+/// Longest comment, in characters.
 pub const COMMENT_MAX_LEN: usize = 16 * 1024;
 /// Largest screenshot a ticket may carry, in bytes of PNG (before base64).
 pub const SCREENSHOT_MAX_BYTES: usize = 4 * 1024 * 1024;

@@ -14,7 +14,7 @@ use crate::v1::api::TicketStatus;
 /// `POST` the end user's answer for ticket `{n}` (agent certificate).
 pub const AGENT_TICKET_FEEDBACK: &str = "/api/v1/agent/tickets/{n}/feedback";
 
-/// Longest comment with an answer, in bytes.
+/// Longest comment with an answer, in characters.
 pub const FEEDBACK_COMMENT_MAX_LEN: usize = 2000;
 
 /// `POST` [`AGENT_TICKET_FEEDBACK`]: did the resolution fix the problem?
@@ -24,7 +24,7 @@ pub const FEEDBACK_COMMENT_MAX_LEN: usize = 2000;
 pub struct NewFeedback {
     /// True: "yes, it is fixed". False: "no", which reopens the ticket.
     pub fixed: bool,
-    /// What the user adds, at most [`FEEDBACK_COMMENT_MAX_LEN`] bytes.
+    /// What the user adds, at most [`FEEDBACK_COMMENT_MAX_LEN`] characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
 }
@@ -35,10 +35,10 @@ impl NewFeedback {
         let Some(comment) = self.comment.as_deref().map(str::trim) else {
             return Ok(None);
         };
-        if comment.len() > FEEDBACK_COMMENT_MAX_LEN {
+        let length = comment.chars().count();
+        if length > FEEDBACK_COMMENT_MAX_LEN {
             return Err(format!(
-                "comment is {} bytes; the limit is {FEEDBACK_COMMENT_MAX_LEN}",
-                comment.len()
+                "comment is {length} characters; the limit is {FEEDBACK_COMMENT_MAX_LEN}"
             ));
         }
         Ok((!comment.is_empty()).then(|| comment.to_owned()))

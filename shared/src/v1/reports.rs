@@ -28,9 +28,9 @@ pub mod paths {
     pub const KB: &str = "/api/v1/kb";
 }
 
-/// Longest resolution note, in bytes.
+/// Longest resolution note, in characters.
 pub const RESOLUTION_NOTE_MAX_LEN: usize = 8 * 1024;
-/// Longest knowledge-base query, in bytes.
+/// Longest knowledge-base query, in characters.
 pub const KB_QUERY_MAX_LEN: usize = 256;
 /// Most words a knowledge-base query may have (every one must match).
 pub const KB_QUERY_MAX_WORDS: usize = 8;

@@ -99,7 +99,7 @@ impl TicketSla {
     }
 }
 
-/// Longest escalation reason, in bytes.
+/// Longest escalation reason, in characters.
 pub const ESCALATION_REASON_MAX_LEN: usize = 2000;
 
 /// `POST /api/v1/tickets/{n}/escalate`: moves a ticket up to a higher tier. Without `assignee`
