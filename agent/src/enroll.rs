@@ -296,8 +296,9 @@ pub fn catalog_trust(
 ) -> Result<Vec<String>, EnrollError> {
     let mut lines = Vec::new();
     if let Some(key) = pinned {
-        trust.pin(&[key], now)?;
+        let result = trust.pin(&[key], now)?;
         lines.push(format!("Pinned catalog signing key {}.", key.id()));
+        lines.extend(crate::trust::untrusted_lines(&result.untrusted));
         if !offered.is_empty() && !offered.contains(&key) {
             lines.push(
                 "Note: the collector does not trust this key yet; actions signed with it run \

@@ -18,3 +18,4 @@ pub mod tickets;
 pub mod transport;
 pub mod trust;
 pub mod vitals;
+pub mod work_result;

@@ -62,6 +62,9 @@ enum Command {
     /// Reports waiting to be delivered.
     #[command(subcommand)]
     Spool(SpoolCommand),
+    /// The catalog signing keys this machine trusts for remote actions.
+    #[command(subcommand)]
+    Trust(TrustCommand),
     /// Enrollment, service and queue state of this agent.
     Status {
         /// Print JSON.
@@ -131,6 +134,28 @@ enum SpoolCommand {
     Flush,
 }
 
+#[derive(Debug, Subcommand)]
+enum TrustCommand {
+    /// Fingerprints of the trusted keys, how each came to be trusted (pinned, first use,
+    /// endorsed) and since when.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pin the admins' key (lifeline-catalog.pub): it replaces keys trusted on first use.
+    Pin {
+        #[arg(value_name = "KEY.pub")]
+        key: std::path::PathBuf,
+    },
+    /// Stop trusting a key (its full fingerprint, or a unique start of it) and the keys
+    /// trusted only through its endorsement.
+    Remove {
+        #[arg(value_name = "FINGERPRINT")]
+        fingerprint: String,
+    },
+}
+
 #[derive(Debug, clap::Args)]
 struct SnapshotArgs {
     /// Print the whole versioned JSON document instead of a summary.
@@ -174,6 +199,7 @@ fn main() -> ExitCode {
         Command::Consent(args) => return consent_window(&args),
         Command::Spool(SpoolCommand::List { json }) => spool_list(json),
         Command::Spool(SpoolCommand::Flush) => spool_flush(),
+        Command::Trust(command) => trust(&command),
         Command::Status { json } => show_status(json),
     };
     match result {
@@ -356,6 +382,43 @@ fn spool_list(json: bool) -> anyhow::Result<()> {
 fn spool_flush() -> anyhow::Result<()> {
     let dir = AgentDir::from_env()?;
     print!("{}", status::flush(&dir)?);
+    Ok(())
+}
+
+fn trust(command: &TrustCommand) -> anyhow::Result<()> {
+    use lifeline_agent::trust::{self, TrustStore};
+    let dir = AgentDir::from_env()?;
+    let store = TrustStore::open(&dir)?;
+    match command {
+        TrustCommand::List { json } => {
+            let keys = store.keys()?;
+            let version = store.catalog_version()?;
+            let removed = store.removed_keys()?;
+            if *json {
+                let value = serde_json::json!({
+                    "keys": keys,
+                    "catalog_version": version,
+                    "removed": removed,
+                });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{}", trust::list_text(&keys, version, &removed));
+            }
+        }
+        TrustCommand::Pin { key } => {
+            let pinned = store.pin_key_file(key, time::OffsetDateTime::now_utc())?;
+            for id in &pinned.keys {
+                println!("Pinned catalog signing key {id}.");
+            }
+            for line in trust::untrusted_lines(&pinned.untrusted) {
+                println!("{line}");
+            }
+        }
+        TrustCommand::Remove { fingerprint } => {
+            let removed = store.remove(fingerprint)?;
+            print!("{}", trust::removed_text(&removed));
+        }
+    }
     Ok(())
 }
 

@@ -26,7 +26,7 @@ use crate::transport::{self, Collector, Identity, TransportError};
 const RETRIES: u32 = 1;
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// zstd level: fast, and snapshots compress well anyway.
-const COMPRESSION_LEVEL: i32 = 3;
+pub(crate) const COMPRESSION_LEVEL: i32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {

@@ -4,7 +4,12 @@
 //! - **heartbeat**: sends vitals every interval and learns the collector's clock;
 //! - **delivery**: sends queued tickets when they are due, with exponential backoff and jitter;
 //! - **work**: keeps one long-poll open for work (live inspections, action runs) and answers it;
-//!   each run gets a thread of its own ([`crate::exec::remote`]).
+//!   each run gets a thread of its own ([`crate::exec::remote`]), at most
+//!   [`CONCURRENT_RUNS_MAX`] at once: a further run is refused at once with a reason the
+//!   technician sees, rather than queued here, because the collector counts a delivered run's
+//!   time from its delivery (a run waiting on the agent could be failed as "silent"), and
+//!   because a collector must not be able to pile up threads and processes on a workstation.
+//!   Every answer is fitted into one request the collector accepts ([`crate::work_result`]).
 //!
 //! Every failure is logged and retried after a backoff; nothing here exits on a network error,
 //! so the service reconnects by itself after the collector restarts. A lock file makes sure only
@@ -13,12 +18,15 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use lifeline_shared::v1::run::{RunOutcome, RunResult};
 use lifeline_shared::v1::work::{
-    Heartbeat, HeartbeatAck, MAX_WAIT_SECS, WorkBatch, WorkItem, WorkKind, WorkResult,
+    CONCURRENT_RUNS_MAX, Heartbeat, HeartbeatAck, MAX_WAIT_SECS, WorkBatch, WorkItem, WorkKind,
+    WorkResult,
 };
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -30,6 +38,7 @@ use crate::report::{self, EnrolledClient, ReportError};
 use crate::spool::{self, Spool, SpoolError};
 use crate::transport;
 use crate::vitals::VitalsReader;
+use crate::work_result;
 
 /// File that is locked while the service runs.
 pub const LOCK_FILE: &str = "service.lock";
@@ -111,6 +120,37 @@ pub fn is_running(dir: &AgentDir) -> bool {
 struct Shared {
     dir: AgentDir,
     state: Mutex<ServiceState>,
+    /// Runs being carried out now (see [`RunSlot`]).
+    runs: AtomicUsize,
+}
+
+/// One of the [`CONCURRENT_RUNS_MAX`] places for a run; given back when dropped.
+struct RunSlot(Arc<Shared>);
+
+impl RunSlot {
+    fn take(shared: &Arc<Shared>) -> Option<RunSlot> {
+        shared
+            .runs
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < CONCURRENT_RUNS_MAX).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| RunSlot(Arc::clone(shared)))
+    }
+}
+
+impl Drop for RunSlot {
+    fn drop(&mut self) {
+        self.0.runs.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What a run that found every place taken is refused with.
+pub fn busy_reason() -> String {
+    format!(
+        "{CONCURRENT_RUNS_MAX} actions are already running on this machine (at most \
+         {CONCURRENT_RUNS_MAX} at once); nothing was started: run it again once one has finished"
+    )
 }
 
 impl Shared {
@@ -163,6 +203,7 @@ pub fn run(dir: AgentDir, cadence: Cadence, hotkey: Option<Hotkey>) -> Result<()
             ..ServiceState::load(&dir).unwrap_or_default()
         }),
         dir,
+        runs: AtomicUsize::new(0),
     });
     eprintln!(
         "lifeline-agent: service started for {} (heartbeat every {} s)",
@@ -380,9 +421,25 @@ fn work_loop(shared: &Arc<Shared>, cadence: Cadence) {
 fn answer(shared: &Arc<Shared>, client: &EnrolledClient, item: WorkItem) {
     let result = match item.kind {
         WorkKind::Run { request } => {
-            let shared = Arc::clone(shared);
             let id = item.id;
+            let Some(slot) = RunSlot::take(shared) else {
+                eprintln!(
+                    "lifeline-agent: run {id}: refused, {CONCURRENT_RUNS_MAX} runs are going on"
+                );
+                let refused = WorkResult::Run {
+                    run: RunOutcome {
+                        run_id: request.run_id.clone(),
+                        result: RunResult::refused(busy_reason()),
+                    },
+                    before: None,
+                    after: None,
+                };
+                send_result(client, id, refused);
+                return;
+            };
+            let shared = Arc::clone(shared);
             spawn(&format!("run-{id}"), move || {
+                let _slot = slot;
                 let client = match EnrolledClient::open(&shared.dir) {
                     Ok(client) => client,
                     Err(e) => {
@@ -396,7 +453,7 @@ fn answer(shared: &Arc<Shared>, client: &EnrolledClient, item: WorkItem) {
                     request.requested_by
                 );
                 let result = crate::exec::remote::handle(&shared.dir, &client, id, &request);
-                send_result(&client, id, &result);
+                send_result(&client, id, result);
             });
             return;
         }
@@ -420,14 +477,14 @@ fn answer(shared: &Arc<Shared>, client: &EnrolledClient, item: WorkItem) {
             ),
         },
     };
-    send_result(client, item.id, &result);
+    send_result(client, item.id, result);
 }
 
-/// Sends the result of work `id`.
-fn send_result(client: &EnrolledClient, id: u64, result: &WorkResult) {
+/// Sends the result of work `id`, cut to fit one request (see [`crate::work_result`]).
+fn send_result(client: &EnrolledClient, id: u64, mut result: WorkResult) {
     let path = paths::work_result(id);
     let url = client.collector.url(&path);
-    let sent = report::compress_json(result).and_then(|body| {
+    let sent = work_result::encode(&mut result, work_result::Limits::COLLECTOR).and_then(|body| {
         let response = client
             .collector
             .post(&path)

@@ -7,6 +7,12 @@
 //!   it, taken from the collector once, when no key is trusted yet ([`TrustStore::trust_on_first_use`],
 //!   which returns the fingerprints to print). After that a new key is only accepted when an
 //!   already-trusted key endorsed it ([`TrustStore::accept_endorsement`]).
+//! - Pinning replaces what was trusted on first use: afterwards only pinned keys, and keys they
+//!   endorsed (directly or through other endorsed keys), are trusted.
+//! - A person at the machine may remove a key ([`TrustStore::remove`], `lifeline-agent trust
+//!   remove`); keys trusted only through its endorsement go with it, and endorsements of a
+//!   removed key are refused from then on (until it is pinned again), so the collector cannot
+//!   bring it back. Without any key, every action is refused.
 //! - The catalog version only moves forward ([`TrustStore::accept_catalog_version`]).
 //! - Each run id is accepted once ([`TrustStore::record_run`]). An id is remembered until the
 //!   expiry it arrived with, at most [`SEEN_RUNS_MAX`] at a time; when that many unexpired runs are
@@ -21,9 +27,14 @@
 //!   "keys": [{"key_id": "<hex>", "public_key": "<base64>", "origin": "pinned",
 //!             "added_at": "2026-11-23T09:00:00Z"}],
 //!   "catalog_version": 3,
-//!   "seen_runs": [{"run_id": "<32 hex>", "expires_at": "2026-11-23T10:00:00Z"}]
+//!   "seen_runs": [{"run_id": "<32 hex>", "expires_at": "2026-11-23T10:00:00Z"}],
+//!   "removed": ["<hex>"]
 //! }
 //! ```
+//!
+//! `catalog_version` is one number for every key: catalogs share one version sequence (the
+//! collector publishes versions in order, whoever signed them), so an older catalog is refused
+//! even when a different trusted key signed it. `removed` is written only when not empty.
 //!
 //! `origin` is `pinned`, `first_use`, or `endorsed` (then with `endorsed_by`, a key id). Every
 //! change is read-modify-write under a lock (in-process and on a `.lock` file beside it, for a
@@ -89,6 +100,45 @@ pub enum TrustError {
          some expire"
     )]
     TooManyRuns { count: usize },
+    #[error(
+        "catalog key {key_id} was removed from this machine; only pinning it again \
+         (--catalog-key) trusts it"
+    )]
+    Removed { key_id: KeyId },
+    #[error(
+        "no trusted catalog key has the fingerprint {given:?} (see `lifeline-agent trust list`)"
+    )]
+    UnknownKey { given: String },
+    #[error(
+        "{given:?} is the start of {count} trusted keys' fingerprints: give more of it (see \
+         `lifeline-agent trust list`)"
+    )]
+    AmbiguousKey { given: String, count: usize },
+    #[error(
+        "{given:?} is not a fingerprint: expected hex digits, at least {FINGERPRINT_PREFIX_MIN} of them"
+    )]
+    BadFingerprint { given: String },
+}
+
+/// Fewest hex digits of a fingerprint `trust remove` accepts.
+pub const FINGERPRINT_PREFIX_MIN: usize = 8;
+
+/// What [`TrustStore::pin`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    /// The fingerprints of the pinned keys.
+    pub keys: Vec<KeyId>,
+    /// Keys no longer trusted: trusted on first use, or endorsed only through such a key.
+    pub untrusted: Vec<TrustedKey>,
+}
+
+/// What [`TrustStore::remove`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    /// The key asked for, then the keys trusted only through its endorsement.
+    pub removed: Vec<TrustedKey>,
+    /// Keys still trusted.
+    pub remaining: usize,
 }
 
 /// How a key came to be trusted.
@@ -130,6 +180,8 @@ struct TrustFile {
     keys: Vec<TrustedKey>,
     catalog_version: Option<u64>,
     seen_runs: Vec<SeenRun>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    removed: Vec<KeyId>,
 }
 
 /// The checked content, as the operations use it.
@@ -139,6 +191,8 @@ struct State {
     catalog_version: Option<u64>,
     /// Run id → expiry.
     seen_runs: BTreeMap<RunId, OffsetDateTime>,
+    /// Keys a person removed: their endorsements are refused.
+    removed: Vec<KeyId>,
 }
 
 impl State {
@@ -161,6 +215,37 @@ impl State {
 
     fn public_keys(&self) -> Vec<PublicKey> {
         self.keys.iter().map(|k| k.public_key).collect()
+    }
+
+    /// Drops every endorsed key whose chain of endorsements no longer reaches a key that
+    /// `is_root` accepts; returns the dropped keys.
+    fn keep_rooted(&mut self, is_root: impl Fn(&TrustedKey) -> bool) -> Vec<TrustedKey> {
+        let mut rooted: Vec<KeyId> = self
+            .keys
+            .iter()
+            .filter(|k| is_root(k))
+            .map(|k| k.key_id)
+            .collect();
+        loop {
+            let more: Vec<KeyId> = self
+                .keys
+                .iter()
+                .filter(|k| !rooted.contains(&k.key_id))
+                .filter(|k| {
+                    matches!(k.origin, KeyOrigin::Endorsed { endorsed_by } if rooted.contains(&endorsed_by))
+                })
+                .map(|k| k.key_id)
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            rooted.extend(more);
+        }
+        let (kept, dropped) = std::mem::take(&mut self.keys)
+            .into_iter()
+            .partition(|k| rooted.contains(&k.key_id));
+        self.keys = kept;
+        dropped
     }
 
     /// Forgets runs that have expired: an expired run is refused for its expiry anyway.
@@ -215,20 +300,102 @@ impl TrustStore {
         self.read(|state| state.catalog_version)
     }
 
-    /// Pins keys chosen by whoever set up this machine (`enroll --catalog-key`). Keys already
-    /// trusted stay. Returns the fingerprints of `keys`.
-    pub fn pin(&self, keys: &[PublicKey], now: OffsetDateTime) -> Result<Vec<KeyId>, TrustError> {
+    /// Keys a person removed ([`TrustStore::remove`]); endorsements of them are refused.
+    pub fn removed_keys(&self) -> Result<Vec<KeyId>, TrustError> {
+        self.read(|state| state.removed.clone())
+    }
+
+    /// Pins keys chosen by whoever set up this machine (`enroll --catalog-key`, `trust pin`).
+    /// Pinned keys replace what the collector offered on first use: afterwards only pinned
+    /// keys and the keys they endorsed are trusted; the others are returned in
+    /// [`Pinned::untrusted`]. A key trusted before in another way becomes pinned.
+    pub fn pin(&self, keys: &[PublicKey], now: OffsetDateTime) -> Result<Pinned, TrustError> {
         self.update(|state| {
             let mut changed = false;
             for key in keys {
-                changed |= state.add(*key, KeyOrigin::Pinned, now);
+                let id = key.id();
+                if let Some(known) = state.keys.iter_mut().find(|k| k.key_id == id) {
+                    if known.origin != KeyOrigin::Pinned {
+                        known.origin = KeyOrigin::Pinned;
+                        known.added_at = now;
+                        changed = true;
+                    }
+                } else {
+                    changed |= state.add(*key, KeyOrigin::Pinned, now);
+                }
+                if let Some(at) = state.removed.iter().position(|r| *r == id) {
+                    state.removed.remove(at);
+                    changed = true;
+                }
             }
-            Ok((keys.iter().map(PublicKey::id).collect(), changed))
+            let untrusted = state.keep_rooted(|k| k.origin == KeyOrigin::Pinned);
+            changed |= !untrusted.is_empty();
+            let pinned = Pinned {
+                keys: keys.iter().map(PublicKey::id).collect(),
+                untrusted,
+            };
+            Ok((pinned, changed))
         })
     }
 
-    /// Reads a `lifeline-catalog.pub` file and pins its key. Returns its fingerprint.
-    pub fn pin_key_file(&self, path: &Path, now: OffsetDateTime) -> Result<KeyId, TrustError> {
+    /// Stops trusting the key whose fingerprint is, or starts with, `given` (at least
+    /// [`FINGERPRINT_PREFIX_MIN`] hex digits), and the keys trusted only through its
+    /// endorsement. Its endorsements are refused from then on; pinning it again undoes that.
+    pub fn remove(&self, given: &str) -> Result<Removed, TrustError> {
+        let wanted = given.trim().to_ascii_lowercase();
+        if wanted.len() < FINGERPRINT_PREFIX_MIN
+            || wanted.len() > 64
+            || !wanted.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Err(TrustError::BadFingerprint {
+                given: given.to_owned(),
+            });
+        }
+        self.update(|state| {
+            let matching: Vec<KeyId> = state
+                .keys
+                .iter()
+                .map(|k| k.key_id)
+                .filter(|id| id.to_string().starts_with(&wanted))
+                .collect();
+            let key_id = match matching.as_slice() {
+                [] => {
+                    return Err(TrustError::UnknownKey {
+                        given: given.to_owned(),
+                    });
+                }
+                [one] => *one,
+                more => {
+                    return Err(TrustError::AmbiguousKey {
+                        given: given.to_owned(),
+                        count: more.len(),
+                    });
+                }
+            };
+            let at = state
+                .keys
+                .iter()
+                .position(|k| k.key_id == key_id)
+                .ok_or_else(|| TrustError::UnknownKey {
+                    given: given.to_owned(),
+                })?;
+            let mut removed = vec![state.keys.remove(at)];
+            removed.extend(state.keep_rooted(|k| !matches!(k.origin, KeyOrigin::Endorsed { .. })));
+            for key in &removed {
+                if !state.removed.contains(&key.key_id) {
+                    state.removed.push(key.key_id);
+                }
+            }
+            let answer = Removed {
+                removed,
+                remaining: state.keys.len(),
+            };
+            Ok((answer, true))
+        })
+    }
+
+    /// Reads a `lifeline-catalog.pub` file and pins its key (see [`TrustStore::pin`]).
+    pub fn pin_key_file(&self, path: &Path, now: OffsetDateTime) -> Result<Pinned, TrustError> {
         let io = |source| TrustError::Io {
             path: path.to_owned(),
             source,
@@ -241,8 +408,7 @@ impl TrustStore {
             path: path.to_owned(),
             source,
         })?;
-        self.pin(&[key], now)?;
-        Ok(key.id())
+        self.pin(&[key], now)
     }
 
     /// Trust on first use: when no key is trusted yet, trusts the keys the collector offers and
@@ -289,6 +455,9 @@ impl TrustStore {
         self.update(|state| {
             let key = accept_endorsed_key(&state.public_keys(), endorsement)
                 .map_err(TrustError::Endorsement)?;
+            if state.removed.contains(&key.id()) && !state.is_trusted(&key.id()) {
+                return Err(TrustError::Removed { key_id: key.id() });
+            }
             let origin = KeyOrigin::Endorsed {
                 endorsed_by: *endorsement.endorsed_by(),
             };
@@ -455,6 +624,7 @@ impl TrustStore {
                 .into_iter()
                 .map(|seen| (seen.run_id, seen.expires_at))
                 .collect(),
+            removed: file.removed,
         })
     }
 
@@ -474,6 +644,7 @@ impl TrustStore {
             keys: state.keys.clone(),
             catalog_version: state.catalog_version,
             seen_runs,
+            removed: state.removed.clone(),
         };
         let mut json = serde_json::to_vec_pretty(&file).map_err(|e| self.corrupt(e.to_string()))?;
         json.push(b'\n');
@@ -500,6 +671,104 @@ impl TrustStore {
         }
         sync_dir(self.dir()).map_err(self.io(self.dir()))
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What `enroll` and `lifeline-agent trust` print
+
+/// How a key came to be trusted, in words.
+pub fn origin_text(origin: &KeyOrigin) -> String {
+    match origin {
+        KeyOrigin::Pinned => "pinned".to_owned(),
+        KeyOrigin::FirstUse => "first use".to_owned(),
+        KeyOrigin::Endorsed { endorsed_by } => format!("endorsed by {endorsed_by}"),
+    }
+}
+
+fn since(at: OffsetDateTime) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC");
+    at.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_else(|_| at.to_string())
+}
+
+/// One line per key that pinning stopped trusting.
+pub fn untrusted_lines(untrusted: &[TrustedKey]) -> Vec<String> {
+    untrusted
+        .iter()
+        .map(|k| {
+            format!(
+                "No longer trusting catalog key {} ({}): only pinned keys and the keys they \
+                 endorse are trusted now.",
+                k.key_id,
+                origin_text(&k.origin)
+            )
+        })
+        .collect()
+}
+
+/// What no trusted key means, for people.
+pub const NOTHING_TRUSTED: &str = "No catalog signing key is trusted: this agent refuses every \
+     remote action. Pin the admins' key with `lifeline-agent trust pin lifeline-catalog.pub`.";
+
+/// `lifeline-agent trust list`.
+pub fn list_text(keys: &[TrustedKey], catalog_version: Option<u64>, removed: &[KeyId]) -> String {
+    let mut out = String::new();
+    if keys.is_empty() {
+        out.push_str(NOTHING_TRUSTED);
+        out.push('\n');
+    } else {
+        out.push_str("Trusted catalog signing keys:\n");
+        for k in keys {
+            out.push_str(&format!(
+                "  {}  {}, since {}\n",
+                k.key_id,
+                origin_text(&k.origin),
+                since(k.added_at)
+            ));
+        }
+    }
+    match catalog_version {
+        Some(v) => out.push_str(&format!(
+            "Newest catalog version verified: {v} (actions of older versions are refused).\n"
+        )),
+        None => out.push_str("No catalog version verified yet.\n"),
+    }
+    if !removed.is_empty() {
+        out.push_str("Removed here (their endorsements are refused until pinned again):\n");
+        for id in removed {
+            out.push_str(&format!("  {id}\n"));
+        }
+    }
+    out
+}
+
+/// `lifeline-agent trust remove`.
+pub fn removed_text(removed: &Removed) -> String {
+    let mut out = String::new();
+    for (i, k) in removed.removed.iter().enumerate() {
+        out.push_str(&format!(
+            "Removed catalog key {} ({}){}.\n",
+            k.key_id,
+            origin_text(&k.origin),
+            if i == 0 {
+                ""
+            } else {
+                ", trusted only through the removed key's endorsement"
+            }
+        ));
+    }
+    if removed.remaining == 0 {
+        out.push_str(NOTHING_TRUSTED);
+        out.push('\n');
+    } else {
+        out.push_str(&format!(
+            "{} key(s) still trusted (see `lifeline-agent trust list`).\n",
+            removed.remaining
+        ));
+    }
+    out
 }
 
 /// `path` with `suffix` added to its file name.
@@ -563,8 +832,9 @@ mod tests {
     fn pinned_keys_survive_reopening_in_a_private_file() {
         let (_tmp, store) = store();
         let (a, b) = (key(), key());
-        let ids = store.pin(&[a.public_key()], NOW).unwrap();
-        assert_eq!(ids, [a.public_key().id()]);
+        let pinned = store.pin(&[a.public_key()], NOW).unwrap();
+        assert_eq!(pinned.keys, [a.public_key().id()]);
+        assert!(pinned.untrusted.is_empty());
         store.pin(&[a.public_key(), b.public_key()], NOW).unwrap();
         let reopened = TrustStore::open_file(store.path()).unwrap();
         assert_eq!(
@@ -590,8 +860,8 @@ mod tests {
         let path = tmp.path().join("lifeline-catalog.pub");
         fs::write(&path, signing.public_key().to_pem()).unwrap();
         assert_eq!(
-            store.pin_key_file(&path, NOW).unwrap(),
-            signing.public_key().id()
+            store.pin_key_file(&path, NOW).unwrap().keys,
+            [signing.public_key().id()]
         );
         assert_eq!(store.public_keys().unwrap(), [signing.public_key()]);
 
@@ -661,6 +931,116 @@ mod tests {
         // Accepting it twice changes nothing.
         store.accept_endorsement(&genuine, NOW).unwrap();
         assert_eq!(store.keys().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn pinning_replaces_keys_trusted_on_first_use() {
+        let (_tmp, store) = store();
+        let (offered, rotated, pinned) = (key(), key(), key());
+        store
+            .trust_on_first_use(&[offered.public_key()], NOW)
+            .unwrap();
+        store
+            .accept_endorsement(&offered.endorse(&rotated.public_key()).unwrap(), NOW)
+            .unwrap();
+        assert_eq!(store.keys().unwrap().len(), 2);
+
+        let later = NOW + Duration::hours(1);
+        let result = store.pin(&[pinned.public_key()], later).unwrap();
+        assert_eq!(result.keys, [pinned.public_key().id()]);
+        let gone: Vec<KeyId> = result.untrusted.iter().map(|k| k.key_id).collect();
+        assert_eq!(
+            gone,
+            [offered.public_key().id(), rotated.public_key().id()],
+            "the first-use key and the key it endorsed"
+        );
+        let reopened = TrustStore::open_file(store.path()).unwrap();
+        assert_eq!(reopened.public_keys().unwrap(), [pinned.public_key()]);
+
+        // What a pinned key endorses stays when another key is pinned.
+        let endorsed = key();
+        store
+            .accept_endorsement(&pinned.endorse(&endorsed.public_key()).unwrap(), later)
+            .unwrap();
+        assert!(
+            store
+                .pin(&[key().public_key()], later)
+                .unwrap()
+                .untrusted
+                .is_empty()
+        );
+        assert_eq!(store.keys().unwrap().len(), 3);
+
+        // Pinning a key that was trusted on first use makes it pinned, since now.
+        let (_tmp2, other) = self::store();
+        other
+            .trust_on_first_use(&[offered.public_key()], NOW)
+            .unwrap();
+        assert!(
+            other
+                .pin(&[offered.public_key()], later)
+                .unwrap()
+                .untrusted
+                .is_empty()
+        );
+        let keys = other.keys().unwrap();
+        assert_eq!(
+            (keys[0].origin, keys[0].added_at),
+            (KeyOrigin::Pinned, later)
+        );
+    }
+
+    #[test]
+    fn a_removed_key_takes_what_it_endorsed_along_and_does_not_come_back() {
+        let (_tmp, store) = store();
+        let (first, second, endorsed) = (key(), key(), key());
+        store
+            .pin(&[first.public_key(), second.public_key()], NOW)
+            .unwrap();
+        let endorsement = first.endorse(&endorsed.public_key()).unwrap();
+        store.accept_endorsement(&endorsement, NOW).unwrap();
+
+        for (given, expected) in [
+            ("abc", "not a fingerprint"),
+            ("zzzzzzzzzz", "not a fingerprint"),
+            (
+                "0123456789abcdef",
+                "no trusted catalog key has the fingerprint",
+            ),
+        ] {
+            let err = store.remove(given).unwrap_err().to_string();
+            assert!(err.contains(expected), "{given}: {err}");
+            assert!(err.contains(given), "{err}");
+        }
+        assert_eq!(store.keys().unwrap().len(), 3);
+
+        // By a prefix, in capitals: the key and what it endorsed.
+        let prefix = first.public_key().id().to_string()[..12].to_ascii_uppercase();
+        let removed = store.remove(&prefix).unwrap();
+        let ids: Vec<KeyId> = removed.removed.iter().map(|k| k.key_id).collect();
+        assert_eq!(ids, [first.public_key().id(), endorsed.public_key().id()]);
+        assert_eq!(removed.remaining, 1);
+        assert_eq!(store.public_keys().unwrap(), [second.public_key()]);
+
+        // The collector relays the endorsement again: refused, even signed by a trusted key.
+        let err = store.accept_endorsement(&endorsement, NOW).unwrap_err();
+        assert!(matches!(err, TrustError::Endorsement(_)), "{err}");
+        let again = second.endorse(&endorsed.public_key()).unwrap();
+        let err = store.accept_endorsement(&again, NOW).unwrap_err();
+        assert!(matches!(err, TrustError::Removed { .. }), "{err}");
+        assert!(err.to_string().contains("--catalog-key"), "{err}");
+
+        // The last key: nothing is trusted, and that survives reopening.
+        let last = store.remove(&second.public_key().id().to_string()).unwrap();
+        assert_eq!(last.remaining, 0);
+        let reopened = TrustStore::open_file(store.path()).unwrap();
+        assert!(reopened.public_keys().unwrap().is_empty());
+        assert_eq!(reopened.removed_keys().unwrap().len(), 3);
+
+        // Pinning a removed key again trusts it again.
+        store.pin(&[endorsed.public_key()], NOW).unwrap();
+        assert_eq!(store.public_keys().unwrap(), [endorsed.public_key()]);
+        assert_eq!(store.removed_keys().unwrap().len(), 2);
     }
 
     #[test]

@@ -594,6 +594,255 @@ fn requests_and_runs_for_offline_machines_expire() {
 }
 
 #[test]
+fn a_newer_catalog_expires_what_still_waits_and_agents_refuse_older_actions() {
+    let mut site = Site::new();
+    let dir = site.keys.path().to_owned();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    // A request waiting for an approval, and a run queued for a machine that is offline.
+    assert_success(&site.run("power-cycle", &["--reason", "frozen"]), "request");
+    site.service.stop();
+    assert_success(&site.run("say", &["--param", "text=queued"]), "queued run");
+    assert_eq!(site.run_json(2)["state"], "queued");
+
+    let v2 = CATALOG.replacen("version = 1", "version = 2", 1);
+    write_and_sign(
+        &site.collector,
+        &dir,
+        "v2.toml",
+        &v2,
+        "lifeline-catalog.key",
+    );
+    let published = site
+        .collector
+        .cli_ok(&["catalog", "publish", &path("v2.toml.signed")]);
+    assert!(
+        published.contains("expired 2 waiting run request(s) or queued run(s)")
+            && published.contains("1, 2"),
+        "{published}"
+    );
+
+    // The technician sees why, wherever they look.
+    for id in [1, 2] {
+        let run = site.run_json(id);
+        assert_eq!(run["state"], "expired", "{run}");
+        assert_eq!(run["expired_reason"], "catalog version 1 replaced by 2");
+        let page = stdout(&site.tech(&["runs", "show", &id.to_string()]));
+        assert!(
+            page.contains("expired: catalog version 1 replaced by 2"),
+            "{page}"
+        );
+    }
+    let list = stdout(&site.tech(&["runs", "list"]));
+    assert!(list.contains("expired: catalog version 1"), "{list}");
+    let requests = site.collector.cli_ok(&["requests", "list"]);
+    assert!(
+        requests.contains("No run requests are waiting")
+            && requests.contains("Expired by a newer catalog")
+            && requests.contains("frozen"),
+        "{requests}"
+    );
+    assert_failure(
+        &site.collector.cli_as(&site.second_admin, &["approve", "1"]),
+        "approve a request of a replaced catalog",
+        "has expired: catalog version 1 replaced by 2",
+    );
+    let expiries =
+        site.sql("SELECT subject || ' ' || detail FROM audit_log WHERE action = 'run.expire'");
+    assert_eq!(expiries.lines().count(), 2, "{expiries}");
+    assert!(
+        expiries.contains("run:1") && expiries.contains("\"replaced_by\":2"),
+        "{expiries}"
+    );
+
+    // The machine comes back: nothing expired reaches it, and a run of version 2 does.
+    site.service = AgentService::start(&site.agent);
+    let out = site.run("say", &["--param", "text=fresh", "--wait"]);
+    assert_success(&out, &format!("run of version 2\n{}", site.context()));
+    assert!(site.run_json(2)["delivered_at"].is_null());
+
+    // A compromised database hides version 2 and relays the older signed action: the agent,
+    // which has seen version 2, refuses it, and the refusal is audited.
+    site.sql(
+        "DELETE FROM catalogs WHERE version = 2; \
+         UPDATE catalog_actions SET catalog_version = 1, \
+            signed = (SELECT signed_action FROM runs WHERE id = 2) WHERE action_id = 'say'",
+    );
+    let out = site.run("say", &["--param", "text=queued", "--wait"]);
+    assert_failure(
+        &out,
+        "an action of an older catalog",
+        "catalog version 1 is older than version 2, which is already in use",
+    );
+    let refusals = site.sql("SELECT detail FROM audit_log WHERE action = 'run.refused'");
+    assert!(refusals.contains("refusing to roll back"), "{refusals}");
+}
+
+#[test]
+fn output_too_large_for_one_request_is_cut_on_the_agent_and_marked() {
+    let site = Site::new();
+    let dir = site.keys.path().to_owned();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    // 16 MiB of random bytes, the most an action may capture: as JSON (invalid UTF-8 replaced,
+    // control characters escaped) far more than one result body may carry.
+    let dump = format!(
+        "{}\n[[action]]\nid = \"dump\"\ntitle = \"Dump noise\"\n\
+         description = \"Prints 16 MiB of random bytes.\"\nprogram = \"/usr/bin/head\"\n\
+         args = [\"-c\", \"16777216\", \"/dev/urandom\"]\ntimeout_secs = 60\n\
+         output_limit_bytes = 16777216\nrisk = \"low\"\nconsent = false\nos = [\"linux\"]\n",
+        CATALOG.replacen("version = 1", "version = 2", 1)
+    );
+    write_and_sign(
+        &site.collector,
+        &dir,
+        "v2.toml",
+        &dump,
+        "lifeline-catalog.key",
+    );
+    site.collector
+        .cli_ok(&["catalog", "publish", &path("v2.toml.signed")]);
+
+    let out = site.run("dump", &["--wait", "--timeout", "90"]);
+    assert_success(&out, &format!("dump --wait\n{}", site.context()));
+    let run = site.run_json(1);
+    assert_eq!(run["state"], "succeeded", "{}", site.context());
+    assert_eq!(run["result"]["stdout_truncated"], true);
+    let stdout = run["result"]["stdout"].as_str().unwrap();
+    let marker = stdout.lines().last().unwrap();
+    assert!(
+        marker.starts_with("[output cut: ") && marker.ends_with(" bytes not sent]"),
+        "{marker}"
+    );
+    assert!(
+        !site.service.log().contains("could not send the result"),
+        "{}",
+        site.service.log()
+    );
+}
+
+#[test]
+fn an_agent_runs_at_most_four_actions_at_once_and_says_why_it_refuses_a_fifth() {
+    let site = Site::new();
+    for _ in 0..5 {
+        assert_success(&site.run("linger", &[]), "run linger");
+    }
+    // Each `linger` sleeps 20 s: the fifth arrives while four are running.
+    let states = eventually("every run delivered", Duration::from_secs(30), || {
+        let states: Vec<serde_json::Value> = (1..=5).map(|id| site.run_json(id)).collect();
+        states
+            .iter()
+            .all(|s| s["state"] != "queued" && s["state"] != "delivered")
+            .then_some(states)
+    });
+    let refused: Vec<&serde_json::Value> =
+        states.iter().filter(|s| s["state"] == "refused").collect();
+    assert_eq!(refused.len(), 1, "{states:?}\n{}", site.context());
+    assert_eq!(
+        states.iter().filter(|s| s["state"] == "running").count(),
+        4,
+        "{states:?}"
+    );
+    let id = refused[0]["id"].as_u64().unwrap().to_string();
+    let page = stdout(&site.tech(&["runs", "show", &id]));
+    assert!(
+        page.contains("4 actions are already running on this machine (at most 4 at once)"),
+        "{page}"
+    );
+}
+
+#[test]
+fn pinning_replaces_first_use_keys_and_removing_the_last_key_stops_every_action() {
+    let site = Site::new();
+    let c = &site.collector;
+    let dir = site.keys.path();
+    let collector_key = c.cli_json(&["catalog", "show"])["keys"][0]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // An agent that trusted the collector's key on first use, then is enrolled again with the
+    // admins' own key.
+    let (agent, printed) = TestAgent::enrolled_with(c, &[]);
+    assert!(printed.contains("on first use"), "{printed}");
+    let own = dir.join("own");
+    c.cli_ok(&["catalog", "keygen", "--out", own.to_str().unwrap()]);
+    let own_pub = own.join("lifeline-catalog.pub");
+    let out = agent.enroll_with(
+        c,
+        &c.enrollment_token,
+        &c.ca_path(),
+        &["--catalog-key", own_pub.to_str().unwrap()],
+    );
+    assert_success(&out, "enroll again with --catalog-key");
+    let printed = stdout(&out);
+    assert!(
+        printed.contains(&format!(
+            "No longer trusting catalog key {collector_key} (first use)"
+        )),
+        "{printed}"
+    );
+    let list = stdout(&agent.run(&["trust", "list"]));
+    let own_key = list
+        .lines()
+        .find(|l| l.contains("pinned, since"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no pinned key in:\n{list}"))
+        .to_owned();
+    assert!(!list.contains(&collector_key), "{list}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&agent.run(&["trust", "list", "--json"]).stdout).unwrap();
+    assert_eq!(json["keys"].as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(json["keys"][0]["origin"], "pinned");
+
+    // The collector's key runs nothing here any more.
+    let machine: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(agent.dir().join("agent.json")).unwrap())
+            .unwrap();
+    let machine = machine["machine_id"].as_str().unwrap().to_owned();
+    let _service = AgentService::start(&agent);
+    let run_say = || {
+        site.tech(&[
+            "run",
+            "say",
+            "--machine",
+            &machine,
+            "--param",
+            "text=hi",
+            "--wait",
+            "--timeout",
+            "60",
+        ])
+    };
+    assert_failure(&run_say(), "the first-use key", "which is not trusted");
+
+    // Removing: unknown fingerprints are clear errors; the last key leaves nothing trusted.
+    let unknown = agent.run(&["trust", "remove", "0123456789abcdef"]);
+    assert_failure(
+        &unknown,
+        "an unknown key",
+        "no trusted catalog key has the fingerprint \"0123456789abcdef\"",
+    );
+    assert_failure(
+        &agent.run(&["trust", "remove", "xyz"]),
+        "not a fingerprint",
+        "is not a fingerprint",
+    );
+    let removed = agent.run(&["trust", "remove", &own_key[..16]]);
+    assert_success(&removed, "trust remove");
+    assert!(
+        stdout(&removed).contains(&format!("Removed catalog key {own_key} (pinned)"))
+            && stdout(&removed).contains("this agent refuses every remote action"),
+        "{}",
+        stdout(&removed)
+    );
+    let list = stdout(&agent.run(&["trust", "list"]));
+    assert!(list.contains("No catalog signing key is trusted"), "{list}");
+    assert_failure(
+        &run_say(),
+        "no key at all",
+        "no catalog signing key is trusted on this machine, so it refuses every action",
+    );
+}
+
+#[test]
 fn a_run_whose_agent_goes_silent_fails_after_its_timeout() {
     let mut site = Site::new();
     assert_success(&site.run("linger", &[]), "run linger");

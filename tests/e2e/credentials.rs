@@ -100,12 +100,21 @@ fn enrollment_tokens_are_listed_by_prefix_and_a_revoked_one_enrolls_nobody() {
     assert!(!text.contains(&collector.enrollment_token));
     let row = listed(&collector, &prefix);
     assert_eq!(row["created_by"], "admin");
-    assert_eq!((row["uses"].as_u64(), row["max_uses"].as_u64()), (Some(1), Some(3)));
-    assert!(row["revoked_at"].is_null() && row["expires_at"].is_null(), "{row}");
+    assert_eq!(
+        (row["uses"].as_u64(), row["max_uses"].as_u64()),
+        (Some(1), Some(3))
+    );
+    assert!(
+        row["revoked_at"].is_null() && row["expires_at"].is_null(),
+        "{row}"
+    );
     let first_prefix: String = collector.enrollment_token.chars().take(12).collect();
     assert_eq!(listed(&collector, &first_prefix)["created_by"], "collector");
     let table = collector.cli_ok(&["enrollment-tokens", "list"]);
-    assert!(table.contains(&prefix) && table.contains("1 / 3"), "{table}");
+    assert!(
+        table.contains(&prefix) && table.contains("1 / 3"),
+        "{table}"
+    );
 
     // Revoked: it enrolls nobody, and says so; the machine it enrolled stays.
     let revoked = collector.cli_ok(&["enrollment-tokens", "revoke", &prefix]);
@@ -115,7 +124,14 @@ fn enrollment_tokens_are_listed_by_prefix_and_a_revoked_one_enrolls_nobody() {
     assert!(!refused.status.success());
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("revoked"), "{message}");
-    assert_eq!(collector.cli_json(&["machines", "list"]).as_array().unwrap().len(), 1);
+    assert_eq!(
+        collector
+            .cli_json(&["machines", "list"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // Twice, or an unknown name: a clear refusal.
     let again = collector.cli(&["enrollment-tokens", "revoke", &prefix]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("already revoked"));
@@ -214,7 +230,11 @@ fn the_first_enrollment_token_expires_after_a_day_unless_the_admin_says_otherwis
     // Still good just before; refused a day later.
     collector.advance_clock(24 * 3600 - 60);
     let agent = TestAgent::unenrolled();
-    let ok = agent.enroll(&collector, &collector.enrollment_token, &collector.ca_path());
+    let ok = agent.enroll(
+        &collector,
+        &collector.enrollment_token,
+        &collector.ca_path(),
+    );
     assert!(ok.status.success(), "{ok:?}");
     collector.advance_clock(120);
     let late = TestAgent::unenrolled().enroll(
@@ -226,7 +246,10 @@ fn the_first_enrollment_token_expires_after_a_day_unless_the_admin_says_otherwis
     assert!(String::from_utf8_lossy(&late.stderr).contains("expired"));
 
     let week = TestCollector::spawn_with(&["--first-token-ttl", "7d"]);
-    let row = listed(&week, &week.enrollment_token.chars().take(12).collect::<String>());
+    let row = listed(
+        &week,
+        &week.enrollment_token.chars().take(12).collect::<String>(),
+    );
     assert!(row["expires_at"].is_string(), "{row}");
     week.advance_clock(6 * 86_400);
     let ok = TestAgent::unenrolled().enroll(&week, &week.enrollment_token, &week.ca_path());
@@ -235,7 +258,10 @@ fn the_first_enrollment_token_expires_after_a_day_unless_the_admin_says_otherwis
     let never = TestCollector::spawn_with(&["--first-token-ttl", "never"]);
     let printed = never.stdout.lock().unwrap().clone();
     assert!(printed.contains("never expires"), "{printed}");
-    let row = listed(&never, &never.enrollment_token.chars().take(12).collect::<String>());
+    let row = listed(
+        &never,
+        &never.enrollment_token.chars().take(12).collect::<String>(),
+    );
     assert!(row["expires_at"].is_null(), "{row}");
 }
 
@@ -295,9 +321,13 @@ fn an_admin_whose_account_the_requester_created_cannot_approve_the_request() {
     );
     let audit = collector.cli_json(&["audit", "list"]);
     assert!(
-        audit.as_array().unwrap().iter().any(|e| e["action"] == "run.self_approval_refused"
-            && e["actor"] == "boss"
-            && e["detail"]["reason"] == "approver_created_by_requester"),
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "run.self_approval_refused"
+                && e["actor"] == "boss"
+                && e["detail"]["reason"] == "approver_created_by_requester"),
         "{audit}"
     );
     // An admin `boss` created (not `admin`) may decide.

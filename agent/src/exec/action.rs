@@ -95,7 +95,8 @@ pub enum Refusal {
     #[error(transparent)]
     Trust(#[from] TrustError),
     #[error(
-        "no catalog signing key is trusted on this machine (enroll with --catalog-key KEY.pub)"
+        "no catalog signing key is trusted on this machine, so it refuses every action (pin one \
+         with `lifeline-agent trust pin KEY.pub` or enroll with --catalog-key KEY.pub)"
     )]
     NoTrustedKey,
     #[error("unverified action refused: {0}")]
@@ -653,8 +654,8 @@ os = ["linux"]
         };
         assert_eq!(
             machine.refusal(&request(signed("say"), &[("text", "hi")])),
-            "no catalog signing key is trusted on this machine (enroll with --catalog-key \
-             KEY.pub)"
+            "no catalog signing key is trusted on this machine, so it refuses every action (pin \
+             one with `lifeline-agent trust pin KEY.pub` or enroll with --catalog-key KEY.pub)"
         );
     }
 

@@ -342,10 +342,21 @@ pub(super) fn catalog(
             out.show(&published, |p| {
                 let c = &p.catalog;
                 if p.changed {
-                    format!(
+                    let mut text = format!(
                         "published catalog version {} ({} actions, key {})",
                         c.version, c.actions, c.key_id
-                    )
+                    );
+                    if !p.expired_runs.is_empty() {
+                        let ids: Vec<String> =
+                            p.expired_runs.iter().map(ToString::to_string).collect();
+                        text.push_str(&format!(
+                            "\nexpired {} waiting run request(s) or queued run(s) from older \
+                             catalog versions: {} (request them again if they are still needed)",
+                            ids.len(),
+                            ids.join(", ")
+                        ));
+                    }
+                    text
                 } else {
                     format!(
                         "catalog version {} was already published; nothing changed",
@@ -598,6 +609,11 @@ fn ending(status: &RunStatus) -> String {
         ) => {
             format!(": killed by signal {sig}")
         }
+        (_, RunState::Expired) => status
+            .expired_reason
+            .as_deref()
+            .map(|reason| format!(": {}", clean_line(reason)))
+            .unwrap_or_default(),
         (_, RunState::Denied) => format!(
             " by {}: {}",
             status
@@ -675,7 +691,7 @@ pub fn run_page(s: &RunStatus) -> String {
     }
     let end = match &s.result {
         Some(result) => Some(clean_line(&result.ending())),
-        None if s.state.is_final() => Some(s.state.as_str().replace('_', " ")),
+        None if s.state.is_final() => Some(state_text(s)),
         None => None,
     };
     if let Some(end) = end {
@@ -721,6 +737,15 @@ pub fn run_page(s: &RunStatus) -> String {
     page
 }
 
+/// The run's state in words, with why it expired when a newer catalog ended it.
+fn state_text(s: &RunStatus) -> String {
+    let state = s.state.as_str().replace('_', " ");
+    match &s.expired_reason {
+        Some(reason) if s.state == RunState::Expired => format!("{state}: {}", clean_line(reason)),
+        _ => state,
+    }
+}
+
 fn runs_table(runs: &[RunStatus]) -> String {
     if runs.is_empty() {
         return "No runs.".to_owned();
@@ -744,7 +769,7 @@ fn runs_table(runs: &[RunStatus]) -> String {
                 .as_deref()
                 .map(clean_line)
                 .unwrap_or_else(|| "-".to_owned()),
-            r.state.as_str().replace('_', " "),
+            state_text(r),
             when(r.created_at),
         ]);
     }
@@ -785,12 +810,36 @@ pub(super) fn requests(
         RequestsCommand::List => {
             let list: Vec<RunStatus> =
                 client.get(&format!("{}?state=awaiting_approval", paths::RUNS))?;
+            if out.json {
+                return out.show(&list, |l| runs_table(l));
+            }
+            // Requests that would still be waiting had a newer catalog not ended them: whoever
+            // looks for their request here learns why it is gone.
+            let recent: Vec<RunStatus> = client.get(&format!("{}?limit=100", paths::RUNS))?;
+            let cutoff = time::OffsetDateTime::now_utc()
+                - time::Duration::seconds(lifeline_shared::v1::actions::APPROVAL_TTL_SECS);
+            let ended: Vec<RunStatus> = recent
+                .into_iter()
+                .filter(|r| {
+                    r.approval == lifeline_shared::v1::actions::Approval::Expired
+                        && r.expired_reason.is_some()
+                        && r.created_at > cutoff
+                })
+                .collect();
             out.show(&list, |l| {
-                if l.is_empty() {
+                let mut text = if l.is_empty() {
                     "No run requests are waiting for an approval.".to_owned()
                 } else {
                     runs_table(l)
+                };
+                if !ended.is_empty() {
+                    text.push_str(
+                        "\nExpired by a newer catalog (request the run again if it is still \
+                         needed):\n",
+                    );
+                    text.push_str(&runs_table(&ended));
                 }
+                text
             })
         }
     }

@@ -10,6 +10,11 @@
 //! asked to be approved waits for an admin who is not the requester and whose account the
 //! requester did not create. Requests expire after
 //! [`APPROVAL_TTL_SECS`]; dispatched runs wait [`RUN_TTL_SECS`] for an offline machine.
+//!
+//! Publishing a newer catalog expires, in its transaction, every request still waiting for an
+//! approval and every run still queued (not yet delivered) whose action came from an older
+//! version; each is audited (`run.expire`) and its status says why ("catalog version 3 replaced
+//! by 4"). Requests and approvals take the same catalog lock, so none slips past a publish.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -286,7 +291,10 @@ async fn publish(
         .publish_catalog(&new, &admin.name, state.clock.now())
         .await?;
     match outcome {
-        PublishOutcome::Published(record) => {
+        PublishOutcome::Published {
+            catalog: record,
+            expired,
+        } => {
             audit::record(
                 &state,
                 Event::new(&admin.name, "catalog.publish")
@@ -296,15 +304,44 @@ async fn publish(
                         "digest": record.digest,
                         "key_id": record.key_id,
                         "actions": record.action_count,
+                        "expired_runs": expired.iter().map(|r| r.id).collect::<Vec<_>>(),
                     })),
             )
             .await?;
-            tracing::info!(by = %admin.name, version = record.version, "catalog published");
+            // One entry per ended run, so each run's history in the audit log says what ended it.
+            for run in &expired {
+                audit::record(
+                    &state,
+                    Event::new(&admin.name, "run.expire")
+                        .subject(format!("run:{}", run.id))
+                        .detail(json!({
+                            "action": run.action_id,
+                            "machine": run.machine_id,
+                            "catalog_version": run.catalog_version,
+                            "replaced_by": record.version,
+                            "was": if run.was_awaiting_approval {
+                                "awaiting_approval"
+                            } else {
+                                "queued"
+                            },
+                            "reason": run.reason,
+                        })),
+                )
+                .await?;
+                state.wakeups.wake(&Wakeups::run(run.id));
+            }
+            tracing::info!(
+                by = %admin.name,
+                version = record.version,
+                expired_runs = expired.len(),
+                "catalog published"
+            );
             Ok((
                 StatusCode::CREATED,
                 Json(Published {
                     catalog: to_catalog_info(record)?,
                     changed: true,
+                    expired_runs: expired.iter().map(|r| r.id).collect(),
                 }),
             ))
         }
@@ -313,6 +350,7 @@ async fn publish(
             Json(Published {
                 catalog: to_catalog_info(record)?,
                 changed: false,
+                expired_runs: Vec::new(),
             }),
         )),
         PublishOutcome::Rollback { current } => Err(ApiError::Conflict(format!(
@@ -480,6 +518,7 @@ pub(crate) async fn create_run(
         reason: reason.clone(),
         ticket: request.ticket,
         risk: action.risk().to_string(),
+        catalog_version: signed.catalog_version(),
         timeout_secs: action.timeout_secs(),
         approval_expires_at: approval.then(|| now + time::Duration::seconds(APPROVAL_TTL_SECS)),
         dispatch_expires_at: now + time::Duration::seconds(RUN_TTL_SECS),
@@ -649,15 +688,21 @@ pub(crate) async fn decide(
             )));
         }
     }
-    let not_pending = |approval: &str| {
-        ApiError::Conflict(match approval {
-            "not_needed" => format!("run {id} did not need an approval"),
-            "expired" => format!("run request {id} has expired; request the run again"),
-            other => format!("run request {id} is already {other}"),
-        })
+    let not_pending = |run: Option<&RunRecord>| {
+        let approval = run.map_or("gone", |r| r.approval.as_str());
+        ApiError::Conflict(
+            match (approval, run.and_then(|r| r.expired_reason.as_deref())) {
+                ("not_needed", _) => format!("run {id} did not need an approval"),
+                ("expired", Some(reason)) => {
+                    format!("run request {id} has expired: {reason}; request the run again")
+                }
+                ("expired", None) => format!("run request {id} has expired; request the run again"),
+                (other, _) => format!("run request {id} is already {other}"),
+            },
+        )
     };
     if run.approval != "pending" {
-        return Err(not_pending(&run.approval));
+        return Err(not_pending(Some(&run)));
     }
     let dispatch_expires = now + time::Duration::seconds(RUN_TTL_SECS);
     let Some(record) = state
@@ -672,12 +717,8 @@ pub(crate) async fn decide(
         )
         .await?
     else {
-        let approval = state
-            .store
-            .run(id, now)
-            .await?
-            .map_or_else(|| "gone".to_owned(), |r| r.approval);
-        return Err(not_pending(&approval));
+        let run = state.store.run(id, now).await?;
+        return Err(not_pending(run.as_ref()));
     };
     audit::record(
         &state,
@@ -823,6 +864,9 @@ pub async fn run_status_of(
         decided_by: record.decided_by,
         decision_reason: record.decision_reason,
         state: run_state,
+        expired_reason: (run_state == RunState::Expired)
+            .then_some(record.expired_reason)
+            .flatten(),
         machine_online: online,
         created_at: record.created_at,
         expires_at,

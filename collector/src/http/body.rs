@@ -38,6 +38,12 @@ impl BodyLimits {
         wire: 8 * 1024 * 1024,
         decoded: 32 * 1024 * 1024,
     };
+    /// A work result: a snapshot, or a run's output with its recheck snapshots. The agent
+    /// fits what it sends into the same shared limits.
+    pub const WORK_RESULT: BodyLimits = BodyLimits {
+        wire: lifeline_shared::v1::work::WORK_RESULT_MAX_WIRE_BYTES,
+        decoded: lifeline_shared::v1::work::WORK_RESULT_MAX_BYTES,
+    };
 }
 
 /// How much of an oversize body is read and thrown away before the connection is dropped.

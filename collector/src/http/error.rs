@@ -60,7 +60,9 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
             StoreError::Enrollment(refusal) => ApiError::Unauthorized(refusal.to_string()),
-            StoreError::UserExists(_) => ApiError::Conflict(error.to_string()),
+            StoreError::UserExists(_) | StoreError::CatalogReplaced { .. } => {
+                ApiError::Conflict(error.to_string())
+            }
             other => ApiError::internal(other),
         }
     }

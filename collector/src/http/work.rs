@@ -135,7 +135,7 @@ async fn post_result(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let result: WorkResult = read_json(&headers, body, BodyLimits::TICKET).await?;
+    let result: WorkResult = read_json(&headers, body, BodyLimits::WORK_RESULT).await?;
     let is_run = state.store.run_by_work(id).await?.is_some();
     let outcome = match result {
         WorkResult::Run { run, before, after } => {

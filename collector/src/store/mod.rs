@@ -56,6 +56,11 @@ pub enum StoreError {
     Batch(String),
     #[error("the ticket writer has stopped")]
     Closed,
+    #[error(
+        "the action is from catalog version {version}, but version {current} is published now: \
+         nothing was queued (look at the action again and request the run again)"
+    )]
+    CatalogReplaced { version: u64, current: u64 },
 }
 
 /// Why an enrollment token did not work.
@@ -202,17 +207,40 @@ pub struct NewCatalog {
 /// What publishing did; the version rule is applied inside the store's transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublishOutcome {
-    Published(CatalogRecord),
+    /// Published; `expired` are the waiting requests and queued runs of older versions that
+    /// publishing ended (in the same transaction).
+    Published {
+        catalog: CatalogRecord,
+        expired: Vec<ExpiredRun>,
+    },
     /// Exactly this catalog (same version, same digest) is already the current one.
     Unchanged(CatalogRecord),
     /// Older than the current catalog: catalogs only move forward.
-    Rollback {
-        current: u64,
-    },
+    Rollback { current: u64 },
     /// Same version as the current catalog but different content.
-    VersionReused {
-        version: u64,
-    },
+    VersionReused { version: u64 },
+}
+
+/// A run request or queued run that a newer catalog ended before it ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredRun {
+    pub id: u64,
+    pub machine_id: String,
+    pub action_id: String,
+    /// The version its action came from (`None` for runs recorded before versions were kept).
+    pub catalog_version: Option<u64>,
+    /// True when it was waiting for an approval, false when it was queued for its machine.
+    pub was_awaiting_approval: bool,
+    /// What the technician sees, e.g. `catalog version 3 replaced by 4`.
+    pub reason: String,
+}
+
+/// Why a run from catalog `old` cannot go ahead once catalog `new` is published.
+pub fn catalog_replaced(old: Option<u64>, new: u64) -> String {
+    match old {
+        Some(old) => format!("catalog version {old} replaced by {new}"),
+        None => format!("an older catalog version replaced by {new}"),
+    }
 }
 
 /// An action of the current catalog as stored.
@@ -238,6 +266,9 @@ pub struct NewRunRecord {
     pub reason: Option<String>,
     pub ticket: Option<u64>,
     pub risk: String,
+    /// The catalog version the signed action belongs to; a newer published catalog refuses
+    /// the request.
+    pub catalog_version: u64,
     /// The action's timeout: a delivered run whose agent stays silent this long after it (plus
     /// [`RUN_REPORT_GRACE_SECS`]) is failed.
     pub timeout_secs: u64,
@@ -290,6 +321,10 @@ pub struct RunRecord {
     pub recheck: Option<String>,
     /// The error of work that failed without a run outcome.
     pub work_error: Option<String>,
+    /// The catalog version of its action (`None` for runs recorded before versions were kept).
+    pub catalog_version: Option<u64>,
+    /// Why it expired before it ran, when a newer catalog ended it.
+    pub expired_reason: Option<String>,
 }
 
 /// Which runs to list, newest first.

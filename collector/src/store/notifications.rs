@@ -12,6 +12,14 @@
 //! used while the listener is not listening, and after every reconnection (once `LISTEN` is in
 //! place again) the cache is cleared and every local waiter is woken once to re-check the
 //! database. Reconnection backs off from [`BACKOFF_MIN`] to [`BACKOFF_MAX`].
+//!
+//! A connection can also die silently (a firewall or NAT forgets it, a host vanishes): no error
+//! arrives, and neither do the notifications. sqlx offers no TCP keepalive on its connections,
+//! so the listener checks its own: after [`Health::every`] without a notification it sends
+//! `SELECT 1` on the listening connection and counts the connection as lost when no answer comes
+//! within [`Health::timeout`] (which also catches a server that hangs, as keepalive would not).
+//! And no cache entry is used past [`IDENTITY_MAX_AGE`], whatever the listener believes, so a
+//! revocation reaches every collector within that time even if all else fails.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -33,6 +41,24 @@ const PUBLISH_QUEUE: usize = 4096;
 const PUBLISH_BATCH: usize = 256;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Oldest machine identity the cache hands out; older entries are read again.
+pub const IDENTITY_MAX_AGE: Duration = Duration::from_secs(30);
+
+/// How the listener checks that its connection still answers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Health {
+    /// Quiet time after which the connection is checked.
+    pub every: Duration,
+    /// How long the check may take before the connection counts as lost.
+    pub timeout: Duration,
+}
+
+impl Health {
+    pub(super) const DEFAULT: Health = Health {
+        every: Duration::from_secs(10),
+        timeout: Duration::from_secs(5),
+    };
+}
 
 /// What the listener task shares with the store.
 #[derive(Debug)]
@@ -58,12 +84,17 @@ impl Drop for StopOnDrop {
 impl Notifications {
     /// Starts the listener on `pool`; it runs until the returned guard is dropped.
     pub(super) fn start(pool: &PgPool) -> (Arc<Notifications>, StopOnDrop) {
+        Notifications::start_with(pool, Health::DEFAULT)
+    }
+
+    /// [`Notifications::start`] with the connection checked as `health` says.
+    pub(super) fn start_with(pool: &PgPool, health: Health) -> (Arc<Notifications>, StopOnDrop) {
         let instance = crate::secret::random_bytes::<8>()
             .map(|bytes| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
             .unwrap_or_else(|_| format!("pid{}", std::process::id()));
         let shared = Arc::new(Notifications {
             instance,
-            identities: IdentityCache::default(),
+            identities: IdentityCache::with_max_age(IDENTITY_MAX_AGE),
             listening: AtomicBool::new(false),
             wakeups: OnceLock::new(),
         });
@@ -72,6 +103,7 @@ impl Notifications {
             pool.clone(),
             Arc::clone(&shared),
             Arc::clone(&stop),
+            health,
         ));
         (shared, StopOnDrop(stop))
     }
@@ -132,7 +164,7 @@ async fn publish_loop(pool: PgPool, instance: String, mut keys: mpsc::Receiver<S
     }
 }
 
-async fn listen_loop(pool: PgPool, shared: Arc<Notifications>, stop: Arc<Notify>) {
+async fn listen_loop(pool: PgPool, shared: Arc<Notifications>, stop: Arc<Notify>, health: Health) {
     let mut backoff = BACKOFF_MIN;
     let mut connected_before = false;
     loop {
@@ -171,7 +203,28 @@ async fn listen_loop(pool: PgPool, shared: Arc<Notifications>, stop: Arc<Notify>
         loop {
             let next = tokio::select! {
                 () = stop.notified() => return,
-                next = listener.try_recv() => next,
+                next = tokio::time::timeout(health.every, listener.try_recv()) => next,
+            };
+            let Ok(next) = next else {
+                // Quiet for a while: make sure the connection still answers.
+                let check = tokio::select! {
+                    () = stop.notified() => return,
+                    check = tokio::time::timeout(
+                        health.timeout,
+                        sqlx::query("SELECT 1").execute(&mut listener),
+                    ) => check,
+                };
+                match check {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "the connection listening for other collectors' notifications failed its check");
+                    }
+                    Err(_) => tracing::warn!(
+                        timeout = ?health.timeout,
+                        "the connection listening for other collectors' notifications did not answer its check"
+                    ),
+                }
+                break;
             };
             match next {
                 Ok(Some(notification)) => {
@@ -206,8 +259,11 @@ async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
+    use super::{Health, Notifications};
     use crate::store::postgres::PostgresStore;
     use crate::testing::PgCluster;
     use crate::wakeup::Wakeups;
@@ -221,6 +277,95 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(1), notified)
             .await
             .is_ok()
+    }
+
+    /// A TCP proxy on 127.0.0.1 to `port` that, once `frozen`, still reads but forwards
+    /// nothing: a connection that died silently, as a lost NAT entry leaves it.
+    fn freezable_proxy(port: u16, frozen: Arc<AtomicBool>) -> u16 {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let proxy_port = listener.local_addr().unwrap().port();
+        let pipe = |mut from: TcpStream, mut to: TcpStream, frozen: Arc<AtomicBool>| {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 * 1024];
+                while let Ok(n) = from.read(&mut buf) {
+                    if n == 0 || frozen.load(Ordering::Acquire) {
+                        // Swallowed: nothing reaches the other side, nothing is closed.
+                        if n == 0 {
+                            return;
+                        }
+                        continue;
+                    }
+                    if to.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            });
+        };
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", port)) else {
+                    return;
+                };
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    Arc::clone(&frozen),
+                );
+                pipe(server, client, Arc::clone(&frozen));
+            }
+        });
+        proxy_port
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_listener_connection_that_goes_silent_stops_the_identity_cache() {
+        let cluster = PgCluster::start().unwrap();
+        let url = cluster.create_database("silent").unwrap();
+        let frozen = Arc::new(AtomicBool::new(false));
+        let proxy = freezable_proxy(cluster.port(), Arc::clone(&frozen));
+        let proxied = url.replace(
+            &format!("127.0.0.1:{}/", cluster.port()),
+            &format!("127.0.0.1:{proxy}/"),
+        );
+        assert_ne!(proxied, url);
+        let pool = sqlx::PgPool::connect(&proxied).await.unwrap();
+        let health = Health {
+            every: Duration::from_millis(200),
+            timeout: Duration::from_millis(500),
+        };
+        let (notifications, _stop) = Notifications::start_with(&pool, health);
+        let listening = tokio::time::timeout(Duration::from_secs(10), async {
+            while !notifications.cache_usable() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(listening.is_ok(), "the listener never listened");
+        // Quiet but healthy: the checks pass and the cache stays in use.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(notifications.cache_usable());
+
+        // The connection goes silent: no error, no notification, no answer.
+        frozen.store(true, Ordering::Release);
+        let started = std::time::Instant::now();
+        let stopped = tokio::time::timeout(Duration::from_secs(5), async {
+            while notifications.cache_usable() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(
+            stopped.is_ok(),
+            "the cache is still trusted after 5 s of a silent listener connection"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

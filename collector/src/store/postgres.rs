@@ -25,7 +25,10 @@
 //! lifeline_machines`, delivered on commit (see `notifications.rs`, which also carries long-poll
 //! wake-ups between collectors and stops the cache while its listener is down). The other
 //! collectors therefore see a revocation when their listener receives the notification, a few
-//! milliseconds after the commit, not in the same instant as the one that made it. Heartbeats
+//! milliseconds after the commit, not in the same instant as the one that made it. A
+//! notification lost with a connection that died silently cannot keep a revoked machine in:
+//! the listener checks its connection every few seconds, and no entry is used longer than
+//! `notifications::IDENTITY_MAX_AGE`. Heartbeats
 //! and last-seen times are buffered and written once a second as in SQLite (losing at most that
 //! second in a crash).
 //!
@@ -61,11 +64,12 @@ use sqlx::postgres::PgRow;
 
 use super::{
     AttemptOutcome, AttemptRecord, AuditFilter, AutoEscalation, CatalogKeyRecord, CatalogRecord,
-    DueDelivery, Enrollment, EnrollmentRefusal, EscalateOutcome, Escalation, FeedbackOutcome,
-    FeedbackRefusal, MachineRecord, NewAuditEntry, NewCatalog, NewDelivery, NewRunRecord,
-    NewWebSession, PublishOutcome, RUN_REPORT_GRACE_SECS, RUN_SILENT_AGENT, RecordedTicket,
-    RunFilter, RunFinish, RunRecord, Store, StoreError, StoreFuture, StoredAction, TicketFields,
-    TicketRecord, UserRecord, VITALS_HISTORY, WebSessionRecord, WorkOutcome, WorkRecord,
+    DueDelivery, Enrollment, EnrollmentRefusal, EscalateOutcome, Escalation, ExpiredRun,
+    FeedbackOutcome, FeedbackRefusal, MachineRecord, NewAuditEntry, NewCatalog, NewDelivery,
+    NewRunRecord, NewWebSession, PublishOutcome, RUN_REPORT_GRACE_SECS, RUN_SILENT_AGENT,
+    RecordedTicket, RunFilter, RunFinish, RunRecord, Store, StoreError, StoreFuture, StoredAction,
+    TicketFields, TicketRecord, UserRecord, VITALS_HISTORY, WebSessionRecord, WorkOutcome,
+    WorkRecord,
 };
 use crate::secret::TokenHash;
 // Recurring problems, knowledge and reports (issue 9).
@@ -441,7 +445,11 @@ impl Store for PostgresStore {
         Box::pin(async move {
             // The cache is cleared by every collector's machine changes (see the module doc).
             let usable = self.notifications.cache_usable();
-            let generation = match self.notifications.identities.get(fingerprint) {
+            let generation = match self
+                .notifications
+                .identities
+                .get(fingerprint, std::time::Instant::now())
+            {
                 Ok(record) if usable => return Ok(Some(record)),
                 Ok(_) => None,
                 Err(generation) => usable.then_some(generation),
@@ -459,9 +467,11 @@ impl Store for PostgresStore {
                 fingerprint: row.try_get("cert_fingerprint")?,
             };
             if let Some(generation) = generation {
-                self.notifications
-                    .identities
-                    .put(generation, record.clone());
+                self.notifications.identities.put(
+                    generation,
+                    record.clone(),
+                    std::time::Instant::now(),
+                );
             }
             Ok(Some(record))
         })

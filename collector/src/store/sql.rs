@@ -380,7 +380,8 @@ macro_rules! run_columns {
             r.requested_by, r.reason, r.ticket_number, r.risk, r.approval, r.approval_expires_at, \
             r.decided_by, r.decided_at, r.decision_reason, r.created_at, r.work_id, \
             w.state AS work_state, w.expires_at AS work_expires_at, w.delivered_at, \
-            w.finished_at, w.error AS work_error, r.stage, r.started_at, r.result, r.recheck \
+            w.finished_at, w.error AS work_error, r.stage, r.started_at, r.result, r.recheck, \
+            r.catalog_version, r.expired_reason \
          FROM runs r JOIN machines m ON m.id = r.machine_id LEFT JOIN work w ON w.id = r.work_id"
     };
 }
@@ -419,6 +420,8 @@ pub(super) fn run_record(r: &impl StoreRow) -> Result<RunRecord, StoreError> {
         result: r.opt_text("result")?,
         recheck: r.opt_text("recheck")?,
         work_error: r.opt_text("work_error")?,
+        catalog_version: r.opt_int("catalog_version")?.map(to_u64).transpose()?,
+        expired_reason: r.opt_text("expired_reason")?,
     })
 }
 

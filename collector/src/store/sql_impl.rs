@@ -745,15 +745,19 @@ macro_rules! sql_methods {
                         .execute(&mut *tx)
                         .await?;
                     }
+                    let expired = expire_older_runs(&mut tx, catalog.version, now).await?;
                     tx.commit().await?;
-                    Ok(PublishOutcome::Published(CatalogRecord {
-                        version: catalog.version,
-                        digest: catalog.digest.clone(),
-                        key_id: catalog.key_id.clone(),
-                        action_count: count,
-                        published_by: by.to_owned(),
-                        published_at: now,
-                    }))
+                    Ok(PublishOutcome::Published {
+                        catalog: CatalogRecord {
+                            version: catalog.version,
+                            digest: catalog.digest.clone(),
+                            key_id: catalog.key_id.clone(),
+                            action_count: count,
+                            published_by: by.to_owned(),
+                            published_at: now,
+                        },
+                        expired,
+                    })
                 })
             }
 
@@ -815,6 +819,18 @@ macro_rules! sql_methods {
             ) -> StoreFuture<'a, RunRecord> {
                 Box::pin(async move {
                     let mut tx = self.pool.begin().await?;
+                    // Under the catalog lock, so a publish cannot slip between this check and
+                    // the insert: a run is never queued from a catalog that was just replaced.
+                    lock_catalogs(&mut tx).await?;
+                    if let Some(current) = current_version(&mut tx).await?
+                        && current > run.catalog_version
+                    {
+                        tx.rollback().await?;
+                        return Err(StoreError::CatalogReplaced {
+                            version: run.catalog_version,
+                            current,
+                        });
+                    }
                     let approval = if run.approval_expires_at.is_some() {
                         "pending"
                     } else {
@@ -823,8 +839,9 @@ macro_rules! sql_methods {
                     let row = sqlx::query(
                         "INSERT INTO runs (run_id, machine_id, action_id, signed_action, params, \
                             requested_by, reason, ticket_number, risk, approval, approval_expires_at, \
-                            created_at, timeout_secs) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                            created_at, timeout_secs, catalog_version) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                         RETURNING id",
                     )
                     .bind(&run.run_id)
                     .bind(&run.machine_id)
@@ -839,6 +856,7 @@ macro_rules! sql_methods {
                     .bind(run.approval_expires_at.map(millis))
                     .bind(millis(now))
                     .bind(to_i64(run.timeout_secs))
+                    .bind(to_i64(run.catalog_version))
                     .fetch_one(&mut *tx)
                     .await?;
                     let id: i64 = row.try_get("id")?;
@@ -899,6 +917,10 @@ macro_rules! sql_methods {
                 Box::pin(async move {
                     expire_runs(&self.pool, now).await?;
                     let mut tx = self.pool.begin().await?;
+                    // Serialised with publishing: a request a newer catalog expired is no longer
+                    // pending here, and one approved first is expired by that publish if it is
+                    // still queued.
+                    lock_catalogs(&mut tx).await?;
                     let done = sqlx::query(
                         "UPDATE runs SET approval = $2, decided_by = $3, decided_at = $4, \
                             decision_reason = $5 \
@@ -2100,6 +2122,92 @@ macro_rules! sql_functions {
             .fetch_optional(pool)
             .await?;
             row.as_ref().map(catalog_record).transpose()
+        }
+
+        /// The published catalog's version, if any.
+        async fn current_version(tx: &mut $conn) -> Result<Option<u64>, StoreError> {
+            let row = sqlx::query("SELECT MAX(version) AS version FROM catalogs")
+                .fetch_one(&mut *tx)
+                .await?;
+            row.try_get::<Option<i64>, _>("version")?
+                .map(to_u64)
+                .transpose()
+        }
+
+        /// Ends the requests still waiting for an approval and the runs still queued (not yet
+        /// delivered) whose action comes from a catalog older than `version`; runs recorded
+        /// before versions were kept count as older. Called by `publish_catalog` in its
+        /// transaction, under the catalog lock. Delivered runs are left to the agent, which
+        /// refuses an action older than the newest catalog it has verified.
+        async fn expire_older_runs(
+            tx: &mut $conn,
+            version: u64,
+            now: OffsetDateTime,
+        ) -> Result<Vec<ExpiredRun>, StoreError> {
+            // Requests and work whose time is up are left to `expire_runs`, as if it had run.
+            let rows = sqlx::query(
+                "SELECT r.id, r.machine_id, r.action_id, r.catalog_version, r.approval, r.work_id \
+                 FROM runs r LEFT JOIN work w ON w.id = r.work_id \
+                 WHERE (r.catalog_version IS NULL OR r.catalog_version < $1) \
+                    AND ((r.approval = 'pending' AND r.approval_expires_at > $2) \
+                         OR (w.state = 'queued' AND w.expires_at > $2)) \
+                 ORDER BY r.id",
+            )
+            .bind(to_i64(version))
+            .bind(millis(now))
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut expired = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id: i64 = row.try_get("id")?;
+                let old = row
+                    .try_get::<Option<i64>, _>("catalog_version")?
+                    .map(to_u64)
+                    .transpose()?;
+                let reason = crate::store::catalog_replaced(old, version);
+                let approval: String = row.try_get("approval")?;
+                let pending = approval == "pending";
+                // Each change is conditional, so a run delivered meanwhile is left alone.
+                let done = if pending {
+                    sqlx::query(
+                        "UPDATE runs SET approval = 'expired', expired_reason = $2 \
+                         WHERE id = $1 AND approval = 'pending'",
+                    )
+                    .bind(id)
+                    .bind(&reason)
+                    .execute(&mut *tx)
+                    .await?
+                } else {
+                    let work_id: Option<i64> = row.try_get("work_id")?;
+                    sqlx::query(
+                        "UPDATE work SET state = 'expired', finished_at = $2 \
+                         WHERE id = $1 AND state = 'queued'",
+                    )
+                    .bind(work_id)
+                    .bind(millis(now))
+                    .execute(&mut *tx)
+                    .await?
+                };
+                if done.rows_affected() == 0 {
+                    continue;
+                }
+                if !pending {
+                    sqlx::query("UPDATE runs SET expired_reason = $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(&reason)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                expired.push(ExpiredRun {
+                    id: to_u64(id)?,
+                    machine_id: row.try_get("machine_id")?,
+                    action_id: row.try_get("action_id")?,
+                    catalog_version: old,
+                    was_awaiting_approval: pending,
+                    reason,
+                });
+            }
+            Ok(expired)
         }
 
         /// Queues run `id` as work for its machine.

@@ -8,7 +8,7 @@
 //! Methods whose SQL PostgreSQL runs as written too are kept once in `sql_impl.rs`; what is here
 //! is what SQLite does its own way.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lifeline_shared::findings::Finding;
 use lifeline_shared::v1::api::{
@@ -38,11 +38,12 @@ use super::sql::{
 };
 use super::{
     AttemptOutcome, AttemptRecord, AuditFilter, AutoEscalation, CatalogKeyRecord, CatalogRecord,
-    DueDelivery, Enrollment, EnrollmentRefusal, EscalateOutcome, Escalation, FeedbackOutcome,
-    FeedbackRefusal, MachineRecord, NewAuditEntry, NewCatalog, NewDelivery, NewRunRecord,
-    NewWebSession, PublishOutcome, RUN_REPORT_GRACE_SECS, RUN_SILENT_AGENT, RecordedTicket,
-    RunFilter, RunFinish, RunRecord, Store, StoreError, StoreFuture, StoredAction, TicketFields,
-    TicketRecord, UserRecord, VITALS_HISTORY, WebSessionRecord, WorkOutcome, WorkRecord,
+    DueDelivery, Enrollment, EnrollmentRefusal, EscalateOutcome, Escalation, ExpiredRun,
+    FeedbackOutcome, FeedbackRefusal, MachineRecord, NewAuditEntry, NewCatalog, NewDelivery,
+    NewRunRecord, NewWebSession, PublishOutcome, RUN_REPORT_GRACE_SECS, RUN_SILENT_AGENT,
+    RecordedTicket, RunFilter, RunFinish, RunRecord, Store, StoreError, StoreFuture, StoredAction,
+    TicketFields, TicketRecord, UserRecord, VITALS_HISTORY, WebSessionRecord, WorkOutcome,
+    WorkRecord,
 };
 use crate::secret::TokenHash;
 use crate::sla::{Policy, Schedule, SlaRecord};
@@ -70,31 +71,65 @@ pub struct SqliteStore {
 
 /// Machines by certificate fingerprint. Every change of a machine's certificate or status goes
 /// through this store, which clears the cache after committing it; the generation keeps a
-/// lookup that raced with such a change from caching what it read before the change.
+/// lookup that raced with such a change from caching what it read before the change. With a
+/// maximum age (PostgreSQL, where other collectors' changes arrive as notifications that can
+/// be lost), an entry older than that is read again from the database.
 #[derive(Debug, Default)]
 pub(super) struct IdentityCache {
-    inner: std::sync::Mutex<(u64, std::collections::HashMap<String, MachineRecord>)>,
+    inner: std::sync::Mutex<(
+        u64,
+        std::collections::HashMap<String, (MachineRecord, Instant)>,
+    )>,
+    max_age: Option<Duration>,
 }
 
 /// Entries kept before the cache starts over.
 const IDENTITY_CACHE_MAX: usize = 100_000;
 
+type CacheGuard<'a> = std::sync::MutexGuard<
+    'a,
+    (
+        u64,
+        std::collections::HashMap<String, (MachineRecord, Instant)>,
+    ),
+>;
+
 impl IdentityCache {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, (u64, std::collections::HashMap<String, MachineRecord>)> {
+    /// A cache whose entries are read again from the database once older than `max_age`.
+    pub(super) fn with_max_age(max_age: Duration) -> IdentityCache {
+        IdentityCache {
+            max_age: Some(max_age),
+            ..IdentityCache::default()
+        }
+    }
+
+    fn lock(&self) -> CacheGuard<'_> {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The cached record, or the generation to quote when caching what the database says.
-    pub(super) fn get(&self, fingerprint: &str) -> Result<MachineRecord, u64> {
-        let guard = self.lock();
-        guard.1.get(fingerprint).cloned().ok_or(guard.0)
+    /// `now` is the caller's reading of the monotonic clock.
+    pub(super) fn get(&self, fingerprint: &str, now: Instant) -> Result<MachineRecord, u64> {
+        let mut guard = self.lock();
+        let fresh = match (guard.1.get(fingerprint), self.max_age) {
+            (None, _) => return Err(guard.0),
+            (Some((record, _)), None) => Some(record.clone()),
+            (Some((record, cached_at)), Some(max_age)) => {
+                (now.saturating_duration_since(*cached_at) < max_age).then(|| record.clone())
+            }
+        };
+        match fresh {
+            Some(record) => Ok(record),
+            None => {
+                guard.1.remove(fingerprint);
+                Err(guard.0)
+            }
+        }
     }
 
-    pub(super) fn put(&self, generation: u64, record: MachineRecord) {
+    pub(super) fn put(&self, generation: u64, record: MachineRecord, now: Instant) {
         let mut guard = self.lock();
         if guard.0 != generation {
             return;
@@ -102,7 +137,7 @@ impl IdentityCache {
         if guard.1.len() >= IDENTITY_CACHE_MAX {
             guard.1.clear();
         }
-        guard.1.insert(record.fingerprint.clone(), record);
+        guard.1.insert(record.fingerprint.clone(), (record, now));
     }
 
     /// After a committed change to any machine's certificate or status.
@@ -326,7 +361,7 @@ impl Store for SqliteStore {
         fingerprint: &'a str,
     ) -> StoreFuture<'a, Option<MachineRecord>> {
         Box::pin(async move {
-            let generation = match self.identities.get(fingerprint) {
+            let generation = match self.identities.get(fingerprint, Instant::now()) {
                 Ok(record) => return Ok(Some(record)),
                 Err(generation) => generation,
             };
@@ -342,7 +377,8 @@ impl Store for SqliteStore {
                 status: parse::<MachineStatus>(row.try_get("status")?)?,
                 fingerprint: row.try_get("cert_fingerprint")?,
             };
-            self.identities.put(generation, record.clone());
+            self.identities
+                .put(generation, record.clone(), Instant::now());
             Ok(Some(record))
         })
     }
@@ -456,19 +492,43 @@ mod knowledge;
 mod tests {
     use super::*;
 
+    fn machine(id: &str, fingerprint: &str) -> MachineRecord {
+        MachineRecord {
+            id: id.into(),
+            status: MachineStatus::Active,
+            fingerprint: fingerprint.into(),
+        }
+    }
+
     #[test]
     fn a_lookup_that_raced_a_change_does_not_cache_what_it_read() {
         let cache = IdentityCache::default();
-        let generation = cache.get("fp9").unwrap_err();
+        let now = Instant::now();
+        let generation = cache.get("fp9", now).unwrap_err();
         cache.invalidate();
-        cache.put(
-            generation,
-            MachineRecord {
-                id: "m9".into(),
-                status: MachineStatus::Active,
-                fingerprint: "fp9".into(),
-            },
-        );
-        assert!(cache.get("fp9").is_err());
+        cache.put(generation, machine("m9", "fp9"), now);
+        assert!(cache.get("fp9", now).is_err());
+    }
+
+    #[test]
+    fn an_entry_older_than_the_max_age_is_read_again() {
+        let start = Instant::now();
+        let later = |secs| start + Duration::from_secs(secs);
+
+        let bounded = IdentityCache::with_max_age(Duration::from_secs(30));
+        let generation = bounded.get("fp1", start).unwrap_err();
+        bounded.put(generation, machine("m1", "fp1"), start);
+        assert_eq!(bounded.get("fp1", later(29)).unwrap().id, "m1");
+        // Past its age the entry is gone: the caller reads the database and may cache again.
+        let generation = bounded.get("fp1", later(30)).unwrap_err();
+        assert!(bounded.get("fp1", later(30)).is_err());
+        bounded.put(generation, machine("m1", "fp1"), later(30));
+        assert!(bounded.get("fp1", later(59)).is_ok());
+
+        // Without a maximum age (one SQLite collector sees every change) entries stay.
+        let unbounded = IdentityCache::default();
+        let generation = unbounded.get("fp1", start).unwrap_err();
+        unbounded.put(generation, machine("m1", "fp1"), start);
+        assert!(unbounded.get("fp1", later(86_400)).is_ok());
     }
 }

@@ -155,6 +155,7 @@ on_every_backend!(
     users_are_unique_and_revoked_users_stay_known,
     catalogs_only_move_forward_and_actions_can_need_approval,
     runs_wait_for_approval_dispatch_once_and_end_on_their_ticket,
+    a_newer_catalog_expires_what_still_waits_from_older_ones,
     web_sessions_follow_their_user_and_end_when_stale,
     the_latest_snapshot_is_the_newest_of_tickets_and_inspections,
     due_times_follow_comments_pauses_and_priority_changes,
@@ -962,7 +963,11 @@ async fn catalogs_only_move_forward_and_actions_can_need_approval(store: &Backen
         .publish_catalog(&catalog(2, "d2"), "admin", at(1_100))
         .await
         .unwrap();
-    assert!(matches!(published, PublishOutcome::Published(ref c) if c.action_count == 2));
+    assert!(matches!(
+        published,
+        PublishOutcome::Published { ref catalog, ref expired }
+            if catalog.action_count == 2 && expired.is_empty()
+    ));
     assert!(matches!(
         store
             .publish_catalog(&catalog(2, "d2"), "admin", at(1_200))
@@ -1042,6 +1047,7 @@ fn run_request(run_id: &str, approval_until: Option<OffsetDateTime>) -> NewRunRe
         reason: Some("printing hangs".into()),
         ticket: Some(1),
         risk: "high".into(),
+        catalog_version: 1,
         timeout_secs: 60,
         approval_expires_at: approval_until,
         dispatch_expires_at: at(5_000),
@@ -1173,6 +1179,129 @@ async fn runs_wait_for_approval_dispatch_once_and_end_on_their_ticket(store: &Ba
     assert_eq!(silent.work_state, Some(WorkState::Failed));
     assert_eq!(silent.work_error.as_deref(), Some(RUN_SILENT_AGENT));
     assert_eq!(silent.work_id, Some(approved_work));
+}
+
+async fn a_newer_catalog_expires_what_still_waits_from_older_ones(store: &Backend) {
+    with_machine(&**store).await;
+    store.record_ticket(&ticket("k1"), at(1_100)).await.unwrap();
+    store
+        .publish_catalog(&catalog(1, "d1"), "admin", at(1_200))
+        .await
+        .unwrap();
+    let pending = store
+        .create_run(&run_request("p1", Some(at(9_000))), at(2_000))
+        .await
+        .unwrap();
+    let delivered = store
+        .create_run(&run_request("d1", None), at(2_000))
+        .await
+        .unwrap();
+    let approved = store
+        .create_run(&run_request("a1", Some(at(9_000))), at(2_000))
+        .await
+        .unwrap();
+    store
+        .decide_run(approved.id, true, "admin", None, at(5_000), at(2_050))
+        .await
+        .unwrap()
+        .unwrap();
+    // The agent picks up what is queued so far (d1, a1); what comes after stays queued.
+    let taken = store.take_work("m1", at(2_100)).await.unwrap();
+    assert_eq!(taken.len(), 2);
+    let requeued = store
+        .create_run(&run_request("q2", None), at(2_200))
+        .await
+        .unwrap();
+    let decided_later = store
+        .create_run(&run_request("a2", Some(at(9_000))), at(2_200))
+        .await
+        .unwrap();
+    store
+        .decide_run(decided_later.id, true, "admin", None, at(5_000), at(2_250))
+        .await
+        .unwrap()
+        .unwrap();
+    // A request whose time ran out is expired for its time, not for the catalog. (Times stay
+    // within d1's timeout and grace, so it is still delivered, not failed as silent.)
+    let stale = store
+        .create_run(&run_request("s1", Some(at(2_400))), at(2_300))
+        .await
+        .unwrap();
+
+    let Ok(PublishOutcome::Published { catalog, expired }) = store
+        .publish_catalog(&catalog(2, "d2"), "admin", at(2_500))
+        .await
+    else {
+        panic!("not published");
+    };
+    assert_eq!(catalog.version, 2);
+    let summary: Vec<(u64, bool, &str)> = expired
+        .iter()
+        .map(|r| (r.id, r.was_awaiting_approval, r.reason.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (pending.id, true, "catalog version 1 replaced by 2"),
+            (requeued.id, false, "catalog version 1 replaced by 2"),
+            (decided_later.id, false, "catalog version 1 replaced by 2"),
+        ]
+    );
+    assert!(expired.iter().all(|r| r.catalog_version == Some(1)));
+
+    let pending = store.run(pending.id, at(2_600)).await.unwrap().unwrap();
+    assert_eq!(pending.approval, "expired");
+    assert_eq!(
+        pending.expired_reason.as_deref(),
+        Some("catalog version 1 replaced by 2")
+    );
+    let requeued = store.run(requeued.id, at(2_600)).await.unwrap().unwrap();
+    assert_eq!(requeued.work_state, Some(WorkState::Expired));
+    assert_eq!(
+        requeued.work_error, None,
+        "an expiry is not an agent's error"
+    );
+    assert_eq!(
+        requeued.expired_reason.as_deref(),
+        Some("catalog version 1 replaced by 2")
+    );
+    // Delivered runs are the agent's to judge; a request that timed out keeps its own reason.
+    let delivered = store.run(delivered.id, at(2_600)).await.unwrap().unwrap();
+    assert_eq!(delivered.work_state, Some(WorkState::Delivered));
+    assert_eq!(delivered.expired_reason, None);
+    let stale = store.run(stale.id, at(2_600)).await.unwrap().unwrap();
+    assert_eq!(
+        (stale.approval.as_str(), stale.expired_reason),
+        ("expired", None)
+    );
+    // Nothing more is delivered, and an expired request cannot be approved.
+    assert!(store.take_work("m1", at(2_650)).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .decide_run(pending.id, true, "admin", None, at(5_000), at(2_650))
+            .await
+            .unwrap(),
+        None
+    );
+    // A request made from the replaced catalog is refused, not queued.
+    assert!(matches!(
+        store
+            .create_run(&run_request("late", None), at(2_700))
+            .await,
+        Err(StoreError::CatalogReplaced {
+            version: 1,
+            current: 2
+        })
+    ));
+    let fresh = NewRunRecord {
+        catalog_version: 2,
+        ..run_request("fresh", None)
+    };
+    let fresh = store.create_run(&fresh, at(2_700)).await.unwrap();
+    assert_eq!(
+        (fresh.catalog_version, fresh.work_state),
+        (Some(2), Some(WorkState::Queued))
+    );
 }
 
 async fn web_sessions_follow_their_user_and_end_when_stale(store: &Backend) {

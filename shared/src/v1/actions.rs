@@ -53,6 +53,10 @@ pub struct Published {
     pub catalog: CatalogInfo,
     /// False when exactly this catalog was already published (publishing is idempotent).
     pub changed: bool,
+    /// Run requests still waiting for an approval and runs still queued for their machine whose
+    /// action came from an older catalog: publishing expired them (their status says why).
+    #[serde(default)]
+    pub expired_runs: Vec<u64>,
 }
 
 /// `POST /api/v1/catalog/keys`: trust a key to publish catalogs.
@@ -293,6 +297,10 @@ pub struct RunStatus {
     #[serde(default)]
     pub decision_reason: Option<String>,
     pub state: RunState,
+    /// Why the run expired before it ran, when it was not its time running out: e.g.
+    /// `catalog version 3 replaced by 4`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_reason: Option<String>,
     pub machine_online: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

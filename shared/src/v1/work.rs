@@ -19,6 +19,14 @@ pub const MAX_WAIT_SECS: u64 = 30;
 pub const INSPECTION_TTL_SECS: i64 = 15 * 60;
 /// A machine without a heartbeat for this long is shown offline.
 pub const OFFLINE_AFTER_SECS: i64 = 150;
+/// Largest work result body (`POST /api/v1/agent/work/{id}/result`) a collector accepts, in
+/// bytes as sent (zstd-compressed). Agents cut what they send to fit, so nothing is lost to a
+/// "413 Payload Too Large".
+pub const WORK_RESULT_MAX_WIRE_BYTES: usize = 8 * 1024 * 1024;
+/// Largest work result body a collector accepts once decompressed (the JSON), in bytes.
+pub const WORK_RESULT_MAX_BYTES: usize = 32 * 1024 * 1024;
+/// Most runs an agent carries out at once; it refuses a further run until one has finished.
+pub const CONCURRENT_RUNS_MAX: usize = 4;
 
 /// `POST /api/v1/agent/heartbeat` body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

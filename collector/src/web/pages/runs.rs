@@ -70,7 +70,11 @@ impl RunView {
             decided_by: run.decided_by.clone().unwrap_or_default(),
             decision_reason: run.decision_reason.clone().unwrap_or_default(),
             state: run.state.as_str(),
-            state_label: label(run.state.as_str()),
+            state_label: match &run.expired_reason {
+                // askama escapes it; the reason is the collector's own text anyway.
+                Some(reason) => format!("{}: {reason}", label(run.state.as_str())),
+                None => label(run.state.as_str()),
+            },
             is_final: run.state.is_final(),
             created: when(run.created_at),
             finished: run.finished_at.map(when).unwrap_or_default(),
