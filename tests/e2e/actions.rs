@@ -12,7 +12,9 @@ use tempfile::TempDir;
 use crate::harness::{AgentService, TestAgent, TestCollector, assert_success, eventually};
 
 /// Actions made for tests: each exercises one rule.
-pub(crate) const CATALOG: &str = r#"
+/// `nap` runs a script of tests/e2e/fixtures by its absolute path.
+pub(crate) const CATALOG: &str = concat!(
+    r#"
 version = 1
 
 [[action]]
@@ -37,8 +39,9 @@ max_len = 64
 id = "nap"
 title = "Start two sleepers and wait"
 description = "Forks a child that sleeps, then sleeps itself: both outlive the timeout."
-program = "/usr/bin/perl"
-args = ["-e", "fork or exec('/usr/bin/sleep', '3517'); exec('/usr/bin/sleep', '3518')"]
+program = ""#,
+    env!("CARGO_MANIFEST_DIR"),
+    r#"/e2e/fixtures/two-sleepers"
 timeout_secs = 2
 output_limit_bytes = 4096
 risk = "low"
@@ -95,7 +98,8 @@ output_limit_bytes = 1024
 risk = "low"
 consent = true
 os = ["linux"]
-"#;
+"#
+);
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

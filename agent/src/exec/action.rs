@@ -13,20 +13,24 @@
 //! 5. an action from an older catalog than one already verified (rollback);
 //! 6. an action written for another operating system;
 //! 7. what the local policy (`policy.toml`) forbids;
-//! 8. parameter values that do not fit their types (injection attempts end here);
+//! 8. parameter values that do not fit their types (injection attempts end here), and a `pid`
+//!    that names a process whose end ends the machine's sessions ([`target`]);
 //! 9. an action that needs the end user's consent when nobody can give it.
 //!
 //! Then the argument vector is built from the verified action and the checked values and
 //! executed directly, with the action's timeout enforced on its whole process group, a clean
 //! environment, and output captured up to the action's limit.
 
-use lifeline_shared::v1::catalog::{Action, Os, ParamsError, VerifiedAction, VerifyError};
+use lifeline_shared::v1::catalog::{
+    Action, Os, ParamType, ParamsError, ValidatedParams, VerifiedAction, VerifyError,
+};
 use lifeline_shared::v1::run::{BadRunId, RunId, RunOutcome, RunRequest, RunResult};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::exec::policy::{Policy, PolicyRefusal};
 use crate::exec::runner::{self, Options, RunError};
+use crate::exec::target::{self, ProtectedProcess};
 use crate::trust::{TrustError, TrustStore};
 
 /// Longest a run may claim to stay valid: its id is remembered (replay protection) until then.
@@ -111,6 +115,13 @@ pub enum Refusal {
     Policy(#[from] PolicyRefusal),
     #[error(transparent)]
     Params(#[from] ParamsError),
+    #[error("action {action}, parameter {param}: {reason}")]
+    ProtectedProcess {
+        action: String,
+        param: String,
+        #[source]
+        reason: ProtectedProcess,
+    },
     #[error("{NO_CONSENT}")]
     NoConsent,
     #[error("the user at the machine denied the action")]
@@ -214,6 +225,7 @@ fn check(
 
     // 8. Parameters.
     let params = action.validate_params(&request.params)?;
+    check_pids(action, &params)?;
 
     let argv = action.argv(&params)?;
 
@@ -230,6 +242,28 @@ fn check(
         }
     }
     Ok((verified, argv))
+}
+
+/// Refuses a `pid` value that names a protected process ([`target::check_pid`]).
+fn check_pids(action: &Action, params: &ValidatedParams) -> Result<(), Refusal> {
+    for (name, ty) in action.params() {
+        if *ty != ParamType::Pid {
+            continue;
+        }
+        // A validated pid is a canonical positive integer; anything else cannot get here.
+        let Some(pid) = params
+            .get(name.as_str())
+            .and_then(|v| v.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        target::check_pid(pid).map_err(|reason| Refusal::ProtectedProcess {
+            action: action.id().to_string(),
+            param: name.to_string(),
+            reason,
+        })?;
+    }
+    Ok(())
 }
 
 /// Runs the checked argument vector with the action's bounds.
@@ -343,6 +377,21 @@ os = ["linux"]
 type = "integer"
 min = 1
 max = 100000
+
+[[action]]
+id = "probe-process"
+title = "Probe a process"
+description = "Signal 0: checks that the process exists, harms nothing."
+program = "/usr/bin/kill"
+args = ["-0", "{pid}"]
+timeout_secs = 10
+output_limit_bytes = 100
+risk = "medium"
+consent = false
+os = ["linux"]
+
+[action.params.pid]
+type = "pid"
 
 [[action]]
 id = "windows-only"
@@ -736,6 +785,31 @@ os = ["linux"]
             &[("text", "hi"), ("program", "/bin/sh")],
         ));
         assert!(reason.contains("unknown parameter \"program\""), "{reason}");
+    }
+
+    #[test]
+    fn a_pid_that_would_end_the_sessions_is_refused_before_anything_runs() {
+        let machine = Machine::new();
+        let me = std::process::id().to_string();
+        for (pid, expected) in [
+            ("1", "PID 1, the init system"),
+            (me.as_str(), "the Lifeline agent or a process it runs under"),
+        ] {
+            let reason = machine.refusal(&request(signed("probe-process"), &[("pid", pid)]));
+            assert_eq!(
+                reason,
+                format!("action probe-process, parameter pid: process {pid} is {expected}")
+            );
+        }
+        let mut child = std::process::Command::new("/usr/bin/sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        let result = machine.execute(&request(signed("probe-process"), &[("pid", &pid)]));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(result.succeeded(), "{result:?}");
     }
 
     #[test]

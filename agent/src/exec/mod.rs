@@ -4,3 +4,4 @@ pub mod action;
 pub mod policy;
 pub mod remote;
 pub mod runner;
+pub mod target;
