@@ -76,23 +76,20 @@ pub struct SqliteStore {
 /// be lost), an entry older than that is read again from the database.
 #[derive(Debug, Default)]
 pub(super) struct IdentityCache {
-    inner: std::sync::Mutex<(
-        u64,
-        std::collections::HashMap<String, (MachineRecord, Instant)>,
-    )>,
+    inner: std::sync::Mutex<CacheState>,
     max_age: Option<Duration>,
 }
+
+/// The cache's generation and its entries, each with the moment it was read.
+type CacheState = (
+    u64,
+    std::collections::HashMap<String, (MachineRecord, Instant)>,
+);
 
 /// Entries kept before the cache starts over.
 const IDENTITY_CACHE_MAX: usize = 100_000;
 
-type CacheGuard<'a> = std::sync::MutexGuard<
-    'a,
-    (
-        u64,
-        std::collections::HashMap<String, (MachineRecord, Instant)>,
-    ),
->;
+type CacheGuard<'a> = std::sync::MutexGuard<'a, CacheState>;
 
 impl IdentityCache {
     /// A cache whose entries are read again from the database once older than `max_age`.
