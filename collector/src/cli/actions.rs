@@ -16,8 +16,8 @@ use lifeline_shared::v1::actions::{
 };
 use lifeline_shared::v1::api::paths;
 use lifeline_shared::v1::catalog::{
-    CATALOG_TEXT_MAX_LEN, Catalog, KeyEndorsement, PublicKey, SignedCatalog, SigningKey,
-    split_param,
+    CATALOG_TEXT_MAX_LEN, Catalog, KeyEndorsement, LintWarning, PublicKey, SignedCatalog,
+    SigningKey, lint, split_param,
 };
 use lifeline_shared::v1::run::RunResult;
 
@@ -41,7 +41,10 @@ pub enum CatalogCommand {
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
-    /// Sign a catalog file (offline) and write FILE.signed beside it
+    /// Sign a catalog file (offline) and write FILE.signed beside it. Warns (and still signs)
+    /// when a parameter can reach, at a lower risk or without consent, what another action
+    /// guards, e.g. a medium restart whose pattern accepts reboot.target next to a high-risk
+    /// reboot
     Sign {
         file: PathBuf,
         /// The private signing key
@@ -234,10 +237,24 @@ fn beside(file: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// `catalog sign`: the lint's warnings go to stderr, the signing report to stdout.
 fn sign(file: &Path, key_path: &Path) -> Result<String, CliError> {
+    let (text, warnings) = sign_and_lint(file, key_path)?;
+    let mut err = std::io::stderr();
+    for warning in &warnings {
+        writeln!(err, "warning: {warning}")?;
+    }
+    Ok(text)
+}
+
+/// Checks and signs `file`, and lints it ([`lint`]). Signing goes ahead despite warnings: the
+/// admin may mean it (a kiosk fleet where restarting the display manager is routine), and the
+/// warning names exactly what to narrow; refusing would only push admins to work around the tool.
+fn sign_and_lint(file: &Path, key_path: &Path) -> Result<(String, Vec<LintWarning>), CliError> {
     let text = read_text(file, "catalog", CATALOG_TEXT_MAX_LEN)?;
     let catalog = Catalog::from_toml(&text)
         .map_err(|e| CliError::Failed(format!("{}: {e}", file.display())))?;
+    let warnings = lint(&catalog);
     let key = load_signing_key(key_path)?;
     let signed = key
         .sign_catalog(&catalog)
@@ -247,15 +264,21 @@ fn sign(file: &Path, key_path: &Path) -> Result<String, CliError> {
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let out = beside(file, ".signed");
     write_file(&out, &json, false)?;
-    Ok(format!(
-        "signed catalog version {} ({} actions) with key {}\nwrote {}\n\
+    let lint_line = match warnings.len() {
+        0 => String::new(),
+        1 => "1 lint warning (printed above): review it before you publish\n".to_owned(),
+        n => format!("{n} lint warnings (printed above): review them before you publish\n"),
+    };
+    let report = format!(
+        "signed catalog version {} ({} actions) with key {}\nwrote {}\n{lint_line}\
          next: lifeline-collector catalog publish {}",
         catalog.version(),
         catalog.actions().len(),
         key.public_key().id(),
         out.display(),
         out.display(),
-    ))
+    );
+    Ok((report, warnings))
 }
 
 fn endorse(new_key: &Path, key_path: &Path) -> Result<String, CliError> {
@@ -919,8 +942,10 @@ mod tests {
 
         let catalog = dir.path().join("catalog.toml");
         std::fs::write(&catalog, include_str!("../../../docs/catalog.example.toml")).unwrap();
-        let text = sign(&catalog, &private).unwrap();
+        let (text, warnings) = sign_and_lint(&catalog, &private).unwrap();
         assert!(text.contains("catalog.toml.signed"), "{text}");
+        assert_eq!(warnings, [], "the example catalog lints clean");
+        assert!(!text.contains("warning"), "{text}");
         let signed = std::fs::read_to_string(beside(&catalog, ".signed")).unwrap();
         let signed = SignedCatalog::from_json(&signed).unwrap();
         let public = load_public_key(&dir.path().join(PUBLIC_KEY_FILE)).unwrap();
@@ -936,6 +961,31 @@ mod tests {
             e.contains("catalog.toml") || e.contains("missing.key"),
             "{e}"
         );
+
+        // A catalog whose medium restart accepts any name: signed, with a warning naming the
+        // action, the parameter and the stricter action it sidesteps.
+        let loose = include_str!("../../../docs/catalog.example.toml").replacen(
+            "[action.params.unit]\ntype = \"service\"",
+            "[action.params.unit]\ntype = \"string\"\npattern = \"[A-Za-z0-9@._-]+\"\nmax_len = 256",
+            1,
+        );
+        std::fs::write(&catalog, loose).unwrap();
+        let (text, warnings) = sign_and_lint(&catalog, &private).unwrap();
+        assert!(text.contains("1 lint warning"), "{text}");
+        let warning = warnings.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(warning.len(), 1, "{warning:?}");
+        for part in [
+            "action restart-unit, parameter unit",
+            "reboots, powers off",
+            "action reboot guards with high risk with consent",
+        ] {
+            assert!(warning[0].contains(part), "{} lacks {part}", warning[0]);
+        }
+        let signed = std::fs::read_to_string(beside(&catalog, ".signed")).unwrap();
+        SignedCatalog::from_json(&signed)
+            .unwrap()
+            .verify(&[public])
+            .unwrap();
 
         let other = dir.path().join("new");
         keygen(&other).unwrap();
