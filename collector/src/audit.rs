@@ -57,9 +57,10 @@ pub fn enrollment_token_created(
     token: &EnrollmentTokenRecord,
     first_start: bool,
 ) -> Event {
-    let expires_at = token
-        .expires_at
-        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok());
+    let expires_at = token.expires_at.and_then(|at| {
+        at.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    });
     let mut detail = json!({
         "prefix": token.prefix,
         "expires_at": expires_at,
@@ -177,7 +178,10 @@ impl Source {
         match self {
             Source::V4(v4) => v4.to_string(),
             Source::V6Prefix(prefix) => {
-                format!("{}/64", std::net::Ipv6Addr::from_bits(u128::from(prefix) << 64))
+                format!(
+                    "{}/64",
+                    std::net::Ipv6Addr::from_bits(u128::from(prefix) << 64)
+                )
             }
             Source::Other => "other".to_owned(),
         }
@@ -284,12 +288,18 @@ mod tests {
         let noisy = Source::of(Some("192.0.2.7".parse().unwrap()));
         let quiet = Source::of(Some("198.51.100.1".parse().unwrap()));
         for _ in 0..REFUSALS_PER_MINUTE {
-            assert_eq!(limiter.admit(noisy, t0), Admission::Record { suppressed: 0 });
+            assert_eq!(
+                limiter.admit(noisy, t0),
+                Admission::Record { suppressed: 0 }
+            );
         }
         for _ in 0..100 {
             assert_eq!(limiter.admit(noisy, t0), Admission::Suppress);
         }
-        assert_eq!(limiter.admit(quiet, t0), Admission::Record { suppressed: 0 });
+        assert_eq!(
+            limiter.admit(quiet, t0),
+            Admission::Record { suppressed: 0 }
+        );
         assert_eq!(
             limiter.admit(noisy, t0 + time::Duration::MINUTE),
             Admission::Record { suppressed: 100 }
@@ -300,10 +310,7 @@ mod tests {
         let c = Source::of(Some("2001:db8:1:3::1".parse().unwrap()));
         assert_eq!(a, b);
         assert_ne!(a, c);
-        assert_eq!(
-            Source::of(Some("::ffff:192.0.2.7".parse().unwrap())),
-            noisy
-        );
+        assert_eq!(Source::of(Some("::ffff:192.0.2.7".parse().unwrap())), noisy);
         assert_eq!(a.describe(), "2001:db8:1:2::/64");
     }
 

@@ -146,8 +146,7 @@ impl std::str::FromStr for FirstTokenTtl {
         if text.trim().eq_ignore_ascii_case("never") {
             return Ok(FirstTokenTtl::Never);
         }
-        let ttl = crate::sla::parse_duration(text)
-            .map_err(|e| format!("{e}, or never"))?;
+        let ttl = crate::sla::parse_duration(text).map_err(|e| format!("{e}, or never"))?;
         if ttl <= time::Duration::ZERO || ttl > FirstTokenTtl::MAX {
             return Err(format!(
                 "{text:?}: the first enrollment token must live between 1s and 3650d (or never)"

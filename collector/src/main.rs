@@ -430,12 +430,8 @@ mod tests {
     /// end-to-end tests run) and is an unknown argument in release builds.
     #[test]
     fn the_test_clock_flag_exists_only_in_debug_builds() {
-        let parsed = Cli::try_parse_from([
-            "lifeline-collector",
-            "serve",
-            "--test-clock-file",
-            "offset",
-        ]);
+        let parsed =
+            Cli::try_parse_from(["lifeline-collector", "serve", "--test-clock-file", "offset"]);
         if cfg!(debug_assertions) {
             assert!(parsed.is_ok(), "{parsed:?}");
         } else {

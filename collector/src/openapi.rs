@@ -15,9 +15,9 @@ use lifeline_shared::v1::actions::{
     TrustedKeyInfo, WorkProgress,
 };
 use lifeline_shared::v1::api::{
-    EnrollRequest, EnrollResponse, EnrollmentTokenCreated, EnrollmentTokenInfo, ErrorBody, Health, MachineDetail,
-    MachineSummary, MachineTicket, NewComment, NewEnrollmentToken, NewTicket, NewUser,
-    RenewRequest, TicketCreated, TicketDetail, TicketSummary, TicketUpdate, UserCreated,
+    EnrollRequest, EnrollResponse, EnrollmentTokenCreated, EnrollmentTokenInfo, ErrorBody, Health,
+    MachineDetail, MachineSummary, MachineTicket, NewComment, NewEnrollmentToken, NewTicket,
+    NewUser, RenewRequest, TicketCreated, TicketDetail, TicketSummary, TicketUpdate, UserCreated,
     UserSummary, paths,
 };
 use lifeline_shared::v1::audit::{AuditEntry, ChainReport};

@@ -248,9 +248,10 @@ fn read_permitted_subtrees(cert_pem: &str) -> Result<Option<Vec<GeneralSubtree>>
     use rustls_pki_types::pem::PemObject;
     use x509_parser::extensions::GeneralName;
     let bad = |detail: String| PkiError::CaConstraints(detail);
-    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
-        .map_err(|e| bad(e.to_string()))?;
+    let der =
+        CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| bad(e.to_string()))?;
     let Some(constraints) = cert.name_constraints().map_err(|e| bad(e.to_string()))? else {
         return Ok(None);
     };
@@ -409,7 +410,13 @@ mod tests {
 
     #[test]
     fn the_ca_vouches_for_the_collectors_own_names_only() {
-        let own = names(&["localhost", "127.0.0.1", "::1", "ws-collector", "helpdesk.example.org"]);
+        let own = names(&[
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "ws-collector",
+            "helpdesk.example.org",
+        ]);
         let (ca, pair) = CertificateAuthority::generate(now(), &own).unwrap();
         // The extension is there, critical, with permitted subtrees only.
         let der = certs_from_pem(pair.cert_pem.as_bytes()).unwrap().remove(0);
@@ -456,7 +463,13 @@ mod tests {
         }
         assert!(loaded.permits("api.helpdesk.example.org"));
         assert!(loaded.permits("LOCALHOST"));
-        for name in ["example.org", "evilhelpdesk.example.org", "10.0.0.1", "::2", "127.0.0.2"] {
+        for name in [
+            "example.org",
+            "evilhelpdesk.example.org",
+            "10.0.0.1",
+            "::2",
+            "127.0.0.2",
+        ] {
             assert!(!loaded.permits(name), "{name}");
         }
         assert!(
@@ -473,7 +486,10 @@ mod tests {
         let mut params = CertificateParams::default();
         params.distinguished_name = name("Lifeline collector CA");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         params.not_before = now() - BACKDATE;
         params.not_after = now() + CA_VALIDITY;
         let cert = params.self_signed(&key).unwrap();

@@ -201,7 +201,7 @@ impl PgCluster {
             now,
             &["127.0.0.1".to_owned(), "localhost".to_owned()],
         )
-            .map_err(|e| format!("cannot make a CA for PostgreSQL: {e}"))?;
+        .map_err(|e| format!("cannot make a CA for PostgreSQL: {e}"))?;
         let server = ca
             .issue_server_cert(&["127.0.0.1".to_owned(), "localhost".to_owned()], now)
             .map_err(|e| format!("cannot make PostgreSQL's certificate: {e}"))?;

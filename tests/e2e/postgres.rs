@@ -166,12 +166,11 @@ fn a_collector_reaches_postgresql_over_verified_tls_and_refuses_a_server_it_cann
 
     // A certificate from a CA the collector was not told to trust is refused.
     let other_ca = dir.path().join("other-ca.pem");
-    let (_, pair) =
-        lifeline_collector::pki::CertificateAuthority::generate(
-            time::OffsetDateTime::now_utc(),
-            &["127.0.0.1".to_owned()],
-        )
-        .unwrap();
+    let (_, pair) = lifeline_collector::pki::CertificateAuthority::generate(
+        time::OffsetDateTime::now_utc(),
+        &["127.0.0.1".to_owned()],
+    )
+    .unwrap();
     std::fs::write(&other_ca, pair.cert_pem).unwrap();
     let out = serve(&format!(
         "{url}?sslmode=verify-full&sslrootcert={}",

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use lifeline_shared::v1::api::{
-    EnrollmentTokenCreated, EnrollmentTokenInfo, MachineDetail, MachineSummary, NewComment, NewEnrollmentToken, NewUser,
-    Priority, Role, TicketDetail, TicketFilter, TicketSort, TicketStatus, TicketSummary,
-    TicketUpdate, Tier, UserCreated, UserSummary, paths,
+    EnrollmentTokenCreated, EnrollmentTokenInfo, MachineDetail, MachineSummary, NewComment,
+    NewEnrollmentToken, NewUser, Priority, Role, TicketDetail, TicketFilter, TicketSort,
+    TicketStatus, TicketSummary, TicketUpdate, Tier, UserCreated, UserSummary, paths,
 };
 use lifeline_shared::v1::integrations::{USER_EMAIL, UserEmail, check_email};
 use lifeline_shared::v1::sla::EscalateRequest;

@@ -397,22 +397,27 @@ pub fn enrollment_tokens_table(tokens: &[EnrollmentTokenInfo]) -> String {
     if tokens.is_empty() {
         return "no enrollment tokens".to_owned();
     }
-    let mut t = table(&["token", "created by", "created", "expires", "uses", "revoked"]);
+    let mut t = table(&[
+        "token",
+        "created by",
+        "created",
+        "expires",
+        "uses",
+        "revoked",
+    ]);
     for token in tokens {
         t.add_row(vec![
-            token
-                .prefix
-                .as_deref()
-                .map_or_else(|| format!("id {}", token.id), |p| format!("{}…", clean_line(p))),
+            token.prefix.as_deref().map_or_else(
+                || format!("id {}", token.id),
+                |p| format!("{}…", clean_line(p)),
+            ),
             token
                 .created_by
                 .as_deref()
                 .map(clean_line)
                 .unwrap_or_else(|| "-".to_owned()),
             when(token.created_at),
-            token
-                .expires_at
-                .map_or_else(|| "never".to_owned(), when),
+            token.expires_at.map_or_else(|| "never".to_owned(), when),
             match token.max_uses {
                 Some(max) => format!("{} / {max}", token.uses),
                 None => format!("{} / unlimited", token.uses),

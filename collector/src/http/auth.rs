@@ -149,7 +149,11 @@ pub const RULES: &[Rule] = &[
     rule("GET", console::ADMIN_MACHINES, Access::SessionAdmin),
     rule("POST", console::MACHINE_APPROVE, Access::SessionAdmin),
     rule("POST", console::MACHINE_REVOKE, Access::SessionAdmin),
-    rule("POST", console::ENROLLMENT_TOKEN_REVOKE, Access::SessionAdmin),
+    rule(
+        "POST",
+        console::ENROLLMENT_TOKEN_REVOKE,
+        Access::SessionAdmin,
+    ),
     rule("GET", console::CATALOG, Access::SessionAdmin),
     rule("GET", console::AUDIT, Access::SessionAdmin),
     // Service levels and escalation (issue 9).
@@ -236,7 +240,15 @@ async fn admit(
     let bearer = match bearer_token(request) {
         Ok(bearer) => bearer,
         Err(error) => {
-            audit_failure(state, route, AUTHORIZATION_HEADER, "malformed", None, source).await;
+            audit_failure(
+                state,
+                route,
+                AUTHORIZATION_HEADER,
+                "malformed",
+                None,
+                source,
+            )
+            .await;
             return Err(error);
         }
     };

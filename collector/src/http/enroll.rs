@@ -331,7 +331,10 @@ mod tests {
     #[test]
     fn host_names_with_bidi_or_invisible_characters_are_refused() {
         assert_eq!(check_hostname("  ws-042.example  "), Ok("ws-042.example"));
-        assert_eq!(check_hostname("poste-comptabilité"), Ok("poste-comptabilité"));
+        assert_eq!(
+            check_hostname("poste-comptabilité"),
+            Ok("poste-comptabilité")
+        );
         assert!(check_hostname("").is_err());
         assert!(check_hostname(&"a".repeat(254)).is_err());
         for hidden in [

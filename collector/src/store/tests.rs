@@ -327,11 +327,24 @@ async fn enrollment_tokens_list_by_prefix_and_a_revoked_one_enrolls_nobody(store
     assert_eq!((listed[0].max_uses, listed[0].uses), (Some(5), 0));
     assert_eq!(listed[0].revoked_at, None);
 
-    assert!(store.revoke_enrollment_token(two.id, at(1_300)).await.unwrap());
-    assert!(!store.revoke_enrollment_token(two.id, at(1_400)).await.unwrap());
+    assert!(
+        store
+            .revoke_enrollment_token(two.id, at(1_300))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_enrollment_token(two.id, at(1_400))
+            .await
+            .unwrap()
+    );
     assert!(!store.revoke_enrollment_token(999, at(1_400)).await.unwrap());
     assert_eq!(
-        store.check_enrollment_token(&second, at(1_500)).await.unwrap(),
+        store
+            .check_enrollment_token(&second, at(1_500))
+            .await
+            .unwrap(),
         Err(EnrollmentRefusal::Revoked)
     );
     assert!(matches!(
@@ -342,7 +355,10 @@ async fn enrollment_tokens_list_by_prefix_and_a_revoked_one_enrolls_nobody(store
     ));
     // The other token still works; the machine it enrolled stays enrolled.
     assert_eq!(
-        store.check_enrollment_token(&first, at(1_500)).await.unwrap(),
+        store
+            .check_enrollment_token(&first, at(1_500))
+            .await
+            .unwrap(),
         Ok(())
     );
     assert_eq!(store.count_active_machines().await.unwrap(), 1);
@@ -352,7 +368,11 @@ async fn enrollment_tokens_list_by_prefix_and_a_revoked_one_enrolls_nobody(store
 }
 
 async fn a_user_remembers_who_created_the_account(store: &Backend) {
-    for (name, by) in [("root", None), ("alice", Some("root")), ("mallory", Some("alice"))] {
+    for (name, by) in [
+        ("root", None),
+        ("alice", Some("root")),
+        ("mallory", Some("alice")),
+    ] {
         let token = TokenHash::of(&Secret::new(format!("llu_{name}")));
         store
             .add_user(name, Role::Admin, &token, by, at(1_000))
@@ -366,7 +386,11 @@ async fn a_user_remembers_who_created_the_account(store: &Backend) {
         .collect();
     assert_eq!(
         created,
-        [("alice", Some("root")), ("mallory", Some("alice")), ("root", None)]
+        [
+            ("alice", Some("root")),
+            ("mallory", Some("alice")),
+            ("root", None)
+        ]
     );
 }
 
