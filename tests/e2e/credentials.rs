@@ -227,23 +227,15 @@ fn the_first_enrollment_token_expires_after_a_day_unless_the_admin_says_otherwis
     )
     .unwrap();
     assert_eq!(expires - created, time::Duration::hours(24));
-    // Still good just before; refused a day later.
+    // Still good just before (the token is accepted; the request then fails on its CSR);
+    // refused a day later. The agent itself is not used: its certificate would be issued for
+    // the moved clock.
     collector.advance_clock(24 * 3600 - 60);
-    let agent = TestAgent::unenrolled();
-    let ok = agent.enroll(
-        &collector,
-        &collector.enrollment_token,
-        &collector.ca_path(),
-    );
-    assert!(ok.status.success(), "{ok:?}");
+    assert_eq!(try_enroll(&collector).status, 400);
     collector.advance_clock(120);
-    let late = TestAgent::unenrolled().enroll(
-        &collector,
-        &collector.enrollment_token,
-        &collector.ca_path(),
-    );
-    assert!(!late.status.success());
-    assert!(String::from_utf8_lossy(&late.stderr).contains("expired"));
+    let late = try_enroll(&collector);
+    assert_eq!(late.status, 401, "{}", late.body);
+    assert!(late.error().contains("expired"), "{}", late.body);
 
     let week = TestCollector::spawn_with(&["--first-token-ttl", "7d"]);
     let row = listed(
@@ -252,8 +244,9 @@ fn the_first_enrollment_token_expires_after_a_day_unless_the_admin_says_otherwis
     );
     assert!(row["expires_at"].is_string(), "{row}");
     week.advance_clock(6 * 86_400);
-    let ok = TestAgent::unenrolled().enroll(&week, &week.enrollment_token, &week.ca_path());
-    assert!(ok.status.success(), "{ok:?}");
+    assert_eq!(try_enroll(&week).status, 400);
+    week.advance_clock(86_400);
+    assert_eq!(try_enroll(&week).status, 401);
 
     let never = TestCollector::spawn_with(&["--first-token-ttl", "never"]);
     let printed = never.stdout.lock().unwrap().clone();
@@ -265,12 +258,24 @@ fn the_first_enrollment_token_expires_after_a_day_unless_the_admin_says_otherwis
     assert!(row["expires_at"].is_null(), "{row}");
 }
 
+/// An enrollment with the first token and a CSR that is not one: 400 when the token is
+/// accepted, 401 when it is refused.
+fn try_enroll(collector: &TestCollector) -> crate::harness::Answer {
+    collector.http().send_json(
+        "POST",
+        "/api/v1/enroll",
+        Some(&collector.enrollment_token),
+        &json!({ "hostname": "ws-1", "csr_pem": "not a CSR" }),
+    )
+}
+
 #[test]
 fn a_bad_first_token_lifetime_is_refused_with_the_flag_named() {
     for bad in ["soon", "0s", "-1h", "99999d"] {
         let dir = tempfile::tempdir().unwrap();
         let out = std::process::Command::new(crate::binaries::collector())
-            .args(["serve", "--listen", "127.0.0.1:0", "--first-token-ttl", bad])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .arg(format!("--first-token-ttl={bad}"))
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .output()
@@ -339,4 +344,149 @@ fn an_admin_whose_account_the_requester_created_cannot_approve_the_request() {
     let carol: serde_json::Value = serde_json::from_slice(&carol.stdout).unwrap();
     let approved = collector.cli_as(carol["token"].as_str().unwrap(), &["approve", "1"]);
     assert!(approved.status.success(), "{approved:?}");
+}
+
+#[test]
+fn refusals_that_name_someone_are_audited_even_after_a_flood_of_unknown_tokens() {
+    let collector = TestCollector::spawn_with(&["--enrollment", "approve"]);
+    let tech = collector.cli_json(&["users", "add", "tina", "--role", "technician"]);
+    let tech = tech["token"].as_str().unwrap().to_owned();
+    let gone = collector.cli_json(&["users", "add", "gone", "--role", "technician"]);
+    let gone = gone["token"].as_str().unwrap().to_owned();
+    collector.cli_ok(&["users", "revoke", "gone"]);
+    let pending = TestAgent::enrolled(&collector);
+    let http = collector.http();
+
+    // Anonymous noise from this address, past the per-minute limit.
+    let bogus = format!("llu_{}", "0".repeat(64));
+    for _ in 0..75 {
+        assert_eq!(http.get("/api/v1/tickets", Some(&bogus)).status, 401);
+    }
+    // Then three refusals that name someone: each is audited.
+    assert_eq!(http.get("/api/v1/tickets", Some(&gone)).status, 401);
+    assert_eq!(http.get("/api/v1/users", Some(&tech)).status, 403);
+    let machine = pending.http(&collector).get("/api/v1/agent/machine", None);
+    assert_eq!(machine.status, 403, "{}", machine.body);
+
+    let audit = collector.cli_json(&["audit", "list", "--limit", "1000"]);
+    let entries = audit.as_array().unwrap();
+    let unknown = entries
+        .iter()
+        .filter(|e| e["detail"]["reason"] == "unknown token")
+        .count();
+    assert_eq!(unknown, 60, "anonymous refusals are limited per source");
+    let named = |action: &str, subject: &str| {
+        entries
+            .iter()
+            .find(|e| e["action"] == action && e["subject"] == subject)
+            .unwrap_or_else(|| panic!("no {action} about {subject}: {audit}"))
+    };
+    let revoked = named("auth.failure", "user:gone");
+    assert_eq!(revoked["detail"]["reason"], "revoked token");
+    assert_eq!(revoked["detail"]["source"], "127.0.0.1");
+    let forbidden = named("auth.forbidden", "user:tina");
+    assert_eq!(forbidden["detail"]["route"], "GET /api/v1/users");
+    let waiting = named("auth.failure", &format!("machine:{}", pending.machine_id));
+    assert_eq!(waiting["detail"]["reason"], "machine waiting for approval");
+
+    // A technician on an admin console page is audited too.
+    let (cookie, _) = http.console_login(&tech);
+    let page = http.request("GET", "/admin/users", None, &[("cookie", &cookie)], None);
+    assert_eq!(page.status, 403);
+    let audit = collector.cli_json(&["audit", "list", "--limit", "1000"]);
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "auth.forbidden"
+                && e["subject"] == "user:tina"
+                && e["detail"]["route"] == "GET /admin/users"),
+        "{audit}"
+    );
+}
+
+/// The collector's certificate from `pem`, first of the file.
+fn first_cert(pem: &[u8]) -> rustls_pki_types::CertificateDer<'static> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::pem_slice_iter(pem)
+        .next()
+        .unwrap()
+        .unwrap()
+}
+
+/// Checks `cert` for `name` as a client that trusts `ca.pem` alone does.
+fn verify_for(ca: &[u8], cert: &[u8], name: &str) -> Result<(), rustls::Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(first_cert(ca)).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+            .build()
+            .unwrap();
+    let name = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    rustls::client::danger::ServerCertVerifier::verify_server_cert(
+        verifier.as_ref(),
+        &first_cert(cert),
+        &[],
+        &name,
+        &[],
+        rustls_pki_types::UnixTime::now(),
+    )
+    .map(|_| ())
+}
+
+#[test]
+fn the_collector_ca_vouches_for_the_collectors_own_names_only() {
+    let mut collector = TestCollector::spawn_with(&["--san", "helpdesk.example.test"]);
+    let dir = collector.data_dir();
+    let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+    let ca_der = first_cert(&ca);
+    let (_, parsed) = x509_parser::parse_x509_certificate(ca_der.as_ref()).unwrap();
+    let constraints = parsed
+        .extensions()
+        .iter()
+        .find(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_NAME_CONSTRAINTS)
+        .expect("the CA is name-constrained");
+    assert!(constraints.critical);
+
+    // The collector's own certificate verifies for its names...
+    let server = std::fs::read(dir.join("server.pem")).unwrap();
+    for name in ["localhost", "127.0.0.1", "::1", "helpdesk.example.test"] {
+        verify_for(&ca, &server, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    // ...and a certificate for another site made with the CA's own key does not.
+    let key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key")).unwrap()).unwrap();
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&String::from_utf8(ca.clone()).unwrap(), key).unwrap();
+    for other in ["www.bank.example", "10.1.2.3"] {
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec![other.to_owned()]).unwrap();
+        let forged = params.signed_by(&leaf_key, &issuer).unwrap().pem();
+        let refused = verify_for(&ca, forged.as_bytes(), other).unwrap_err();
+        assert!(
+            format!("{refused:?}").contains("NameConstraintViolation"),
+            "{other}: {refused:?}"
+        );
+    }
+    // Agents still enroll and talk over mutual TLS with certificates from this CA.
+    let agent = TestAgent::enrolled(&collector);
+    assert_eq!(agent.http(&collector).file_ticket("ca", "ca-1").status, 200);
+
+    // A later start cannot add a name the CA does not cover; it says what to do instead.
+    collector.stop();
+    let out = std::process::Command::new(crate::binaries::collector())
+        .args(["serve", "--listen", "127.0.0.1:0", "--san", "other.example"])
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--san other.example is outside the names")
+            && stderr.contains("--tls-cert"),
+        "{stderr}"
+    );
 }
