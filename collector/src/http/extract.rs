@@ -82,7 +82,7 @@ fn path_error(rejection: PathRejection) -> ApiError {
                 expected_type,
             } => {
                 return ApiError::BadRequest(format!(
-                    "path value {value:?} is not a {}",
+                    "path parameter {value:?} is not a {}",
                     describe(expected_type)
                 ));
             }
@@ -153,7 +153,8 @@ mod tests {
         assert_eq!(call("/t/12").await, (StatusCode::OK, b"12".to_vec()));
         for bad in ["abc", "-1", "1.5", "18446744073709551616"] {
             let error = error_of(&format!("/t/{bad}")).await;
-            assert!(error.contains("path parameter n"), "{error}");
+            assert!(error.contains("path parameter"), "{error}");
+            assert!(error.contains(bad), "{error}");
             assert!(error.contains("whole number"), "{error}");
         }
     }
