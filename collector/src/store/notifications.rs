@@ -290,14 +290,11 @@ mod tests {
             std::thread::spawn(move || {
                 let mut buf = [0u8; 16 * 1024];
                 while let Ok(n) = from.read(&mut buf) {
-                    if n == 0 || frozen.load(Ordering::Acquire) {
-                        // Swallowed: nothing reaches the other side, nothing is closed.
-                        if n == 0 {
-                            return;
-                        }
-                        continue;
+                    if n == 0 {
+                        return;
                     }
-                    if to.write_all(&buf[..n]).is_err() {
+                    // Frozen: swallowed, so nothing reaches the other side and nothing closes.
+                    if !frozen.load(Ordering::Acquire) && to.write_all(&buf[..n]).is_err() {
                         return;
                     }
                 }
