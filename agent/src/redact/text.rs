@@ -201,44 +201,58 @@ fn pass(out: &mut Cow<'_, str>, re: &Regex, f: &dyn Fn(&Captures<'_>) -> String)
 /// Masks the shapes of secrets in `text`.
 pub fn redact_shapes(text: &str) -> Cow<'_, str> {
     let mut out = Cow::Borrowed(text);
-    pass(&mut out, &PRIVATE_KEY, &|c| {
-        format!("{}{MASK}{}", &c["begin"], &c["end"])
-    });
-    pass(&mut out, &HEADER, &|c| {
-        if names::is_placeholder(c["value"].trim()) {
-            return c[0].to_owned();
-        }
-        let scheme = c
-            .name("scheme")
-            .map_or(String::new(), |s| format!("{} ", s.as_str()));
-        format!("{}{}{scheme}{MASK}", &c["head"], &c["sep"])
-    });
-    pass(&mut out, &URL_CREDENTIALS, &|c| {
-        if names::is_placeholder(&c["value"]) {
-            return c[0].to_owned();
-        }
-        format!("{}{MASK}@", &c["head"])
-    });
-    pass(&mut out, &WEBHOOK, &|c| format!("{}{MASK}", &c["head"]));
-    if KEY_VALUE.is_match(&out) {
-        out = Cow::Owned(key_values(&out));
+    // Cheap literal checks first: most arguments and log lines hold none of these, and a
+    // snapshot redacts thousands of them.
+    if text.contains("PRIVATE KEY") {
+        pass(&mut out, &PRIVATE_KEY, &|c| {
+            format!("{}{MASK}{}", &c["begin"], &c["end"])
+        });
     }
-    pass(&mut out, &XML_VALUE, &|c| {
-        let secret =
-            c["open"] == c["close"] && names::secret_name(&c["open"], NameKind::Key).is_some();
-        if secret && !names::is_placeholder(&c["value"]) {
-            format!("<{}>{MASK}</{}>", &c["open"], &c["close"])
-        } else {
-            c[0].to_owned()
+    if text.contains([':', '=']) {
+        pass(&mut out, &HEADER, &|c| {
+            if names::is_placeholder(c["value"].trim()) {
+                return c[0].to_owned();
+            }
+            let scheme = c
+                .name("scheme")
+                .map_or(String::new(), |s| format!("{} ", s.as_str()));
+            format!("{}{}{scheme}{MASK}", &c["head"], &c["sep"])
+        });
+        if text.contains("://") {
+            pass(&mut out, &URL_CREDENTIALS, &|c| {
+                if names::is_placeholder(&c["value"]) {
+                    return c[0].to_owned();
+                }
+                format!("{}{MASK}@", &c["head"])
+            });
         }
-    });
-    pass(&mut out, &SCHEME_TOKEN, &|c| {
-        if looks_like_token(&c["value"]) {
-            format!("{} {MASK}", &c["scheme"])
-        } else {
-            c[0].to_owned()
+        if KEY_VALUE.is_match(&out) {
+            out = Cow::Owned(key_values(&out));
         }
-    });
+    }
+    if text.contains('/') {
+        pass(&mut out, &WEBHOOK, &|c| format!("{}{MASK}", &c["head"]));
+    }
+    if text.contains("</") {
+        pass(&mut out, &XML_VALUE, &|c| {
+            let secret =
+                c["open"] == c["close"] && names::secret_name(&c["open"], NameKind::Key).is_some();
+            if secret && !names::is_placeholder(&c["value"]) {
+                format!("<{}>{MASK}</{}>", &c["open"], &c["close"])
+            } else {
+                c[0].to_owned()
+            }
+        });
+    }
+    if text.contains(['B', 'b', 'T', 't']) {
+        pass(&mut out, &SCHEME_TOKEN, &|c| {
+            if looks_like_token(&c["value"]) {
+                format!("{} {MASK}", &c["scheme"])
+            } else {
+                c[0].to_owned()
+            }
+        });
+    }
     pass(&mut out, &TOKENS, &|_| MASK.to_owned());
     out
 }
