@@ -228,3 +228,17 @@ fn output_keeps_its_lines_and_masks_a_private_key_across_them() {
         "key:\r\n-----BEGIN OPENSSH PRIVATE KEY-----***\n***\n***\n-----END OPENSSH PRIVATE KEY-----\ndone"
     );
 }
+
+proptest::proptest! {
+    #[test]
+    fn any_text_or_argument_vector_is_redacted_without_panicking(
+        text in "\\PC{0,120}",
+        argv in proptest::collection::vec("[ -~«é]{0,24}", 0..8),
+    ) {
+        let _ = redact_text(&text);
+        let _ = redact_output(&text);
+        let _ = redact_command_line(&text);
+        let out = redact_command(&argv);
+        proptest::prop_assert!(out.chars().count() <= MAX_COMMAND_CHARS + 1);
+    }
+}
