@@ -62,7 +62,9 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
             Some(Mount {
                 mount_point: unescape(left.get(4)?),
                 fs_type: fs_type.to_owned(),
-                source: unescape(source),
+                // `curlftpfs#ftp://u:X@host/`, `//srv/share` with credentials: masked here, so
+                // no reported mount holds a secret.
+                source: crate::redact::redact_text(&unescape(source)),
                 read_only: options.split(',').any(|o| o == "ro"),
             })
         })
@@ -237,6 +239,24 @@ mod tests {
                 "/tmp",
                 "/media/alice/My Stick",
                 "/media/cdrom"
+            ]
+        );
+    }
+
+    #[test]
+    fn credentials_in_mount_sources_are_masked() {
+        let mounts = parse_mountinfo(concat!(
+            "40 1 0:50 / /mnt/ftp rw,nosuid - fuse curlftpfs#ftp://u:Fr33dom@ftp.example.com/ rw\n",
+            "41 1 0:51 / /mnt/dav rw - fuse https://bob:DavPw@cloud.example.com/dav rw\n",
+            "42 1 0:52 / /mnt/share rw - cifs //fileserver/share rw,vers=3.0,username=bob\n",
+        ));
+        let sources: Vec<&str> = mounts.iter().map(|m| m.source.as_str()).collect();
+        assert_eq!(
+            sources,
+            [
+                "curlftpfs#ftp://u:***@ftp.example.com/",
+                "https://bob:***@cloud.example.com/dav",
+                "//fileserver/share"
             ]
         );
     }

@@ -282,8 +282,9 @@ fn run(verified: &VerifiedAction, argv: &[String]) -> Result<RunResult, Refusal>
         signal: output.signal(),
         timed_out: output.timed_out,
         duration_ms: u64::try_from(output.elapsed.as_millis()).unwrap_or(u64::MAX),
-        stdout: output.stdout_text(),
-        stderr: output.stderr_text(),
+        // The one point where output becomes what is sent: secrets never leave the machine.
+        stdout: crate::redact::redact_output(&output.stdout_text()),
+        stderr: crate::redact::redact_output(&output.stderr_text()),
         stdout_truncated: output.stdout_truncated,
         stderr_truncated: output.stderr_truncated,
     })
@@ -428,6 +429,18 @@ consent = false
 os = ["linux"]
 
 [[action]]
+id = "leaky"
+title = "Leaky"
+description = "Prints a password, as a journal or config file might."
+program = "/usr/bin/printf"
+args = ["db_password=hunter2x\\nok\\n"]
+timeout_secs = 10
+output_limit_bytes = 100
+risk = "low"
+consent = false
+os = ["linux"]
+
+[[action]]
 id = "missing"
 title = "Missing"
 description = "d"
@@ -533,6 +546,13 @@ os = ["linux"]
             RunResult::Finished { stdout, .. } => stdout,
             refused => panic!("expected a run, got {refused:?}"),
         }
+    }
+
+    #[test]
+    fn secrets_in_action_output_are_masked_before_the_result_is_sent() {
+        let machine = Machine::new();
+        let result = machine.execute(&request(signed("leaky"), &[]));
+        assert_eq!(stdout_of(&result), "db_password=***\nok\n");
     }
 
     #[test]
