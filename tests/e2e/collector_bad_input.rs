@@ -330,7 +330,7 @@ fn bad_cli_input_gets_one_line_and_a_non_zero_exit() {
     );
     assert_error(&tier, 400, "tier 4");
     let path = http.get("/api/v1/tickets/abc", Some(&admin));
-    assert_error(&path, 400, "ticket number");
+    assert_error(&path, 400, "\"abc\" is not a whole number");
     let query = http.get("/api/v1/tickets?status=pending", Some(&admin));
     assert_eq!(query.status, 400, "{}", query.body);
     let report = TestAgent::unenrolled().run(&["report", "help"]);

@@ -663,6 +663,22 @@ pub(crate) async fn decide(
             run.requested_by
         )));
     }
+    let not_pending = |run: Option<&RunRecord>| {
+        let approval = run.map_or("gone", |r| r.approval.as_str());
+        ApiError::Conflict(
+            match (approval, run.and_then(|r| r.expired_reason.as_deref())) {
+                ("not_needed", _) => format!("run {id} did not need an approval"),
+                ("expired", Some(reason)) => {
+                    format!("run request {id} has expired: {reason}; request the run again")
+                }
+                ("expired", None) => format!("run request {id} has expired; request the run again"),
+                (other, _) => format!("run request {id} is already {other}"),
+            },
+        )
+    };
+    if run.approval != "pending" {
+        return Err(not_pending(Some(&run)));
+    }
     // Two people, not one person with two accounts: an admin whose account the requester
     // created may have been made for exactly this approval.
     if approve {
@@ -687,22 +703,6 @@ pub(crate) async fn decide(
                 name = admin.name
             )));
         }
-    }
-    let not_pending = |run: Option<&RunRecord>| {
-        let approval = run.map_or("gone", |r| r.approval.as_str());
-        ApiError::Conflict(
-            match (approval, run.and_then(|r| r.expired_reason.as_deref())) {
-                ("not_needed", _) => format!("run {id} did not need an approval"),
-                ("expired", Some(reason)) => {
-                    format!("run request {id} has expired: {reason}; request the run again")
-                }
-                ("expired", None) => format!("run request {id} has expired; request the run again"),
-                (other, _) => format!("run request {id} is already {other}"),
-            },
-        )
-    };
-    if run.approval != "pending" {
-        return Err(not_pending(Some(&run)));
     }
     let dispatch_expires = now + time::Duration::seconds(RUN_TTL_SECS);
     let Some(record) = state
