@@ -1100,8 +1100,9 @@ fn cut(text: &mut String, max: usize) -> bool {
     true
 }
 
-/// The agent's answer with every text bounded (an agent is untrusted input too).
-fn bounded(result: RunResult) -> RunResult {
+/// The agent's answer with every text bounded (an agent is untrusted input too). Public for the
+/// fuzz targets in `fuzz/`.
+pub fn bounded(result: RunResult) -> RunResult {
     match result {
         RunResult::Refused { mut reason } => {
             cut(&mut reason, 4096);

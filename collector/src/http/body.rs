@@ -69,8 +69,14 @@ pub async fn read_json<T: DeserializeOwned>(
             .await
             .map_err(ApiError::internal)??,
     };
-    require_object(&decoded)?;
-    let decoded = whole_numbers(&decoded);
+    parse_json(&decoded)
+}
+
+/// Parses a decoded body as one JSON object of type `T` and nothing after it; the error names
+/// where in the document it went wrong. Public for the fuzz targets in `fuzz/`.
+pub fn parse_json<T: DeserializeOwned>(decoded: &[u8]) -> Result<T, ApiError> {
+    require_object(decoded)?;
+    let decoded = whole_numbers(decoded);
     let mut deserializer = serde_json::Deserializer::from_slice(&decoded);
     let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let path = e.path().to_string();
@@ -228,8 +234,9 @@ fn content_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     }
 }
 
-/// Inflates `compressed`, refusing to produce more than `limit` bytes.
-fn inflate_zstd(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+/// Inflates `compressed`, refusing to produce more than `limit` bytes. Public for the fuzz
+/// targets in `fuzz/`.
+pub fn inflate_zstd(compressed: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
     let decoder = zstd::stream::read::Decoder::new(compressed)
         .map_err(|e| ApiError::BadRequest(format!("invalid zstd body: {e}")))?;
     let mut out = Vec::new();
