@@ -14,6 +14,7 @@ use lifeline_shared::v1::api::{
     EnrollRequest, EnrollResponse, EnrollmentTokenCreated, EnrollmentTokenInfo, MachineStatus,
     NewEnrollmentToken, RenewRequest, paths,
 };
+use lifeline_shared::v1::catalog::is_forbidden_char;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -47,14 +48,15 @@ pub(crate) const TOKEN_TTL_MAX_SECS: u64 = 10 * 365 * 86_400;
 /// and run actions on machines by this name, so a name with a right-to-left override (displayed
 /// reversed) or `db\u{200B}01` (displayed as `db01`, yet another name) must never reach them.
 pub fn check_hostname(sent: &str) -> Result<&str, String> {
-    // Checked as sent (the limits the OpenAPI document states), stored trimmed.
+    // Checked as sent (the limits the OpenAPI document states), stored trimmed. The characters
+    // refused are the ones the signed catalog refuses in names and values, for the same reason.
     let hostname = sent.trim();
     if hostname.is_empty() || sent.chars().count() > HOSTNAME_MAX_LEN {
         return Err(format!(
             "hostname must be 1 to {HOSTNAME_MAX_LEN} characters long"
         ));
     }
-    match hostname.char_indices().find(|&(_, c)| is_hidden_char(c)) {
+    match hostname.char_indices().find(|&(_, c)| is_forbidden_char(c)) {
         Some((at, c)) => Err(format!(
             "hostname contains the control or invisible character U+{:04X} at byte {at}; \
              host names must display as what they are",
@@ -62,32 +64,6 @@ pub fn check_hostname(sent: &str) -> Result<&str, String> {
         )),
         None => Ok(hostname),
     }
-}
-
-/// Controls and the characters that change how text displays without showing themselves:
-/// bidi marks, embeddings, overrides and isolates; zero-width spaces and joiners; the other
-/// Unicode format characters (Cf); fillers and variation selectors that render as nothing.
-fn is_hidden_char(c: char) -> bool {
-    c.is_control()
-        || matches!(c,
-            '\u{00AD}'                      // soft hyphen
-            | '\u{034F}'                    // combining grapheme joiner
-            | '\u{061C}'                    // Arabic letter mark (bidi)
-            | '\u{115F}' | '\u{1160}'       // Hangul fillers
-            | '\u{17B4}' | '\u{17B5}'       // Khmer inherent vowels (invisible)
-            | '\u{180B}'..='\u{180F}'       // Mongolian variation selectors, vowel separator
-            | '\u{200B}'..='\u{200F}'       // zero-width space, (non-)joiner, LRM, RLM
-            | '\u{2028}'..='\u{202E}'       // line/paragraph separators, bidi embeddings/overrides
-            | '\u{2060}'..='\u{206F}'       // word joiner, invisible operators, bidi isolates
-            | '\u{3164}'                    // Hangul filler
-            | '\u{FE00}'..='\u{FE0F}'       // variation selectors
-            | '\u{FEFF}'                    // zero-width no-break space (byte-order mark)
-            | '\u{FFA0}'                    // half-width Hangul filler
-            | '\u{FFF9}'..='\u{FFFB}'       // interlinear annotation
-            | '\u{110BD}' | '\u{110CD}'     // Kaithi number signs
-            | '\u{1BCA0}'..='\u{1BCA3}'     // shorthand format controls
-            | '\u{1D173}'..='\u{1D17A}'     // musical format controls
-            | '\u{E0000}'..='\u{E0FFF}') // tags, variation selectors supplement
 }
 
 pub fn routes() -> Router<AppState> {

@@ -119,8 +119,8 @@ pub use lint::{Effect, LintWarning, lint};
 pub use params::{
     ArgTemplate, ENUM_VALUE_MAX_LEN, ENUM_VALUES_MAX, PARAM_NAME_MAX_LEN, PATTERN_MAX_LEN, PID_MAX,
     ParamName, ParamType, ParamsError, SESSION_PROCESSES, UNIT_NAME_MAX_LEN, UNIT_SUFFIXES,
-    UnitHazard, UnitName, VALUE_MAX_LEN, ValidatedParams, is_session_process, split_param,
-    unit_hazard,
+    UnitHazard, UnitName, VALUE_MAX_LEN, ValidatedParams, is_forbidden_char, is_session_process,
+    split_param, unit_hazard,
 };
 pub use signing::{
     BadKeyId, KEY_ENDORSEMENT_FORMAT, KeyEndorsement, KeyError, KeyId, PublicKey, RollbackError,

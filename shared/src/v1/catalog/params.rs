@@ -107,7 +107,7 @@ pub(crate) fn quoted(value: &str) -> String {
 ///
 /// The table is checked against Unicode's own Cf and Default_Ignorable_Code_Point tables in the
 /// tests, so a character missing here fails a test rather than reaching a technician's screen.
-pub(crate) fn is_forbidden_char(c: char) -> bool {
+pub fn is_forbidden_char(c: char) -> bool {
     c.is_control()
         || matches!(c,
             '\u{00AD}'                      // soft hyphen
