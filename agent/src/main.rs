@@ -104,7 +104,7 @@ enum HotkeyCommand {
     },
 }
 
-/// Satisfaction (issue 9).
+/// Satisfaction: "Did this fix it?".
 #[derive(Debug, Subcommand)]
 enum TicketsCommand {
     /// Answer "Did this fix it?" for a resolved ticket (for scripts); "no" reopens it.
@@ -339,7 +339,7 @@ fn my_tickets(json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `lifeline-agent tickets feedback N --yes|--no [--comment TEXT]` (issue 9).
+/// `lifeline-agent tickets feedback N --yes|--no [--comment TEXT]`.
 fn feedback(number: u64, fixed: bool, comment: Option<&str>) -> anyhow::Result<()> {
     let dir = AgentDir::from_env()?;
     let recorded = lifeline_agent::tickets::send_feedback(&dir, number, fixed, comment)

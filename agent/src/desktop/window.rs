@@ -90,7 +90,7 @@ impl Shot {
     }
 }
 
-/// One resolved ticket's "Did this fix it?" in "My tickets" (issue 9).
+/// One resolved ticket's "Did this fix it?" in "My tickets".
 #[derive(Default)]
 struct FeedbackForm {
     comment: String,
